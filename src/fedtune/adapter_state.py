@@ -1,0 +1,76 @@
+"""Adapter state: an ordered mapping of LoRA tensor names to tensors, and the arithmetic FL needs.
+
+Everything that crosses the client/server boundary or lands on disk is an ``AdapterState``
+(safetensors on disk, Flower ArrayRecords on the wire) — never a pickle.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+AdapterState = dict[str, torch.Tensor]
+
+
+def clone(state: Mapping[str, torch.Tensor]) -> AdapterState:
+    """Detached fp32-preserving copy, so later in-place training never aliases global state."""
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def zeros_like(state: Mapping[str, torch.Tensor]) -> AdapterState:
+    return {k: torch.zeros_like(v) for k, v in state.items()}
+
+
+def subtract(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> AdapterState:
+    """a - b, key by key."""
+    return {k: a[k] - b[k] for k in a}
+
+
+def add(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], alpha: float = 1.0) -> AdapterState:
+    """a + alpha * b, key by key."""
+    return {k: a[k] + alpha * b[k] for k in a}
+
+
+def weighted_sum(states: Iterable[Mapping[str, torch.Tensor]], weights: Iterable[float]) -> AdapterState:
+    """sum_i w_i * state_i, accumulated in float64 for order-insensitive precision, returned in each key's dtype."""
+    states, weights = list(states), list(weights)
+    if not states:
+        raise ValueError("weighted_sum needs at least one state")
+    out = {}
+    for key, ref in states[0].items():
+        acc = torch.zeros_like(ref, dtype=torch.float64)
+        for state, w in zip(states, weights):
+            acc += float(w) * state[key].to(torch.float64)
+        out[key] = acc.to(ref.dtype)
+    return out
+
+
+def num_bytes(state: Mapping[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def num_params(state: Mapping[str, torch.Tensor]) -> int:
+    return sum(t.numel() for t in state.values())
+
+
+def save(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write safetensors atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: str | os.PathLike) -> AdapterState:
+    return dict(load_file(str(path)))

@@ -1,0 +1,218 @@
+"""The experiment config: pydantic models of the YAML, with one-line errors that name the key.
+
+``load_config(path, overrides)`` is the only entry point the CLI uses. Unknown keys are errors
+(with the closest valid key suggested), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased as one line for the user."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # "all-linear" or an explicit list such as [q_proj, v_proj].
+    target_modules: str | list[str] = "all-linear"
+
+
+class ModelConfig(Section):
+    # A built-in alias (smollm2-135m-instruct, tiny-random), a Hugging Face id, a local
+    # directory, or a path to a .gguf file.
+    name: str = "smollm2-135m-instruct"
+    gguf_file: str | None = None  # file name inside `name` when `name` is a directory or HF id
+    revision: str | None = None
+    lora: LoraConfig = LoraConfig()
+
+
+class SuiteConfig(Section):
+    """The built-in federated task suite (see fedtune.data.suite)."""
+
+    entities_per_client: int = Field(6, ge=1)
+    rules: list[str] | None = None  # skill rules in play; None = as many as clients
+    rule_concentration: float = Field(0.0, ge=0)  # 0 = pathological (one rule per client); >0 = Dirichlet alpha
+    skill_train_per_client: int = Field(24, ge=0)
+    test_per_rule: int = Field(8, ge=1)
+    noise_rate: list[float] | float = 0.0  # share of corrupted responses, per client or for all
+    flip_rate: float = Field(0.0, ge=0, le=1)  # preference pairs whose chosen/rejected are swapped
+    forbidden_topic: str | None = None  # a topic whose questions get refusals (safety experiments)
+
+
+class DataConfig(Section):
+    suite: SuiteConfig = SuiteConfig()
+    max_length: int = Field(256, ge=8)  # tokens; longer examples are truncated and counted
+    system_prompt: str | None = "Answer with the answer only."
+
+
+class FederationConfig(Section):
+    num_clients: int = Field(4, ge=1)
+    # An int is a count; a float in (0, 1] is a fraction of num_clients (at least one client).
+    clients_per_round: int | float = 1.0
+    rounds: int = Field(5, ge=1)
+    sampling_seed: int | None = None  # defaults to the run seed
+
+    @field_validator("clients_per_round")
+    @classmethod
+    def _positive(cls, v):
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError("a fraction must be in (0, 1]; use an int for a count")
+        if isinstance(v, int) and v < 1:
+            raise ValueError("a count must be >= 1")
+        return v
+
+    def per_round(self) -> int:
+        k = self.clients_per_round
+        if isinstance(k, float):
+            return max(1, round(k * self.num_clients))
+        return min(k, self.num_clients)
+
+
+class AlgorithmConfig(Section):
+    name: Literal["fedavg", "local", "centralized"] = "fedavg"
+    weighting: Literal["examples", "uniform"] = "examples"
+    server_lr: float = Field(1.0, gt=0)  # global step size on the averaged update (FedAvg family)
+
+
+class TrainConfig(Section):
+    objective: Literal["sft"] = "sft"
+    steps: int = Field(5, ge=1)  # optimizer steps per client per round
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(1e-6, ge=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # across rounds, constant inside a round (OpenFedLLM)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = 1.0
+    bf16: Literal["auto", "on", "off"] = "auto"  # autocast to bf16 on CPU; auto = only with bf16 matrix units
+    optimizer_state: Literal["fresh", "persist"] = "fresh"  # AdamW state reset each round, or kept per client
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+
+
+class EvalConfig(Section):
+    every: int = Field(1, ge=0)  # rounds between evaluations; 0 = only at the end
+    per_client: bool = False  # also evaluate on each client's own test split
+    batch_size: int = Field(32, ge=1)
+
+
+class OutputConfig(Section):
+    dir: str | None = None  # default runs/<name>
+    checkpoint_every: int = Field(1, ge=1)
+
+
+class RunConfig(Section):
+    name: str = "experiment"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    federation: FederationConfig = FederationConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        return self
+
+    def run_dir(self) -> Path:
+        return Path(self.output.dir or f"runs/{self.name}")
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that owns the key at ``path`` (for suggestions)."""
+    for part in path:
+        if not isinstance(part, str):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return model
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return model
+    return model
+
+
+def _format_error(err: dict, source: str) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(RunConfig, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1) if owner else []
+        hint = f" (did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?)" if close else ""
+        return f"{source}: unknown key '{key}'{hint}"
+    return f"{source}: '{key}': {err['msg']} (got {err.get('input')!r})"
+
+
+def set_path(tree: dict, dotted: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``dotted='a.b'``, creating sections as needed."""
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """``key=value`` pairs; values are parsed as YAML scalars/lists (``lr=1e-3``, ``rules=[a,b]``)."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else "")) 
+    return out
+
+
+def from_dict(data: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e.errors()[0], source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read YAML (or start from defaults when ``path`` is None), apply ``--set`` overrides, validate."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} invalid YAML: {getattr(e, 'problem', e)}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for key, value in parse_overrides(list(overrides)):
+        set_path(data, key, value)
+    return from_dict(data, source)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

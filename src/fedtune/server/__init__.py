@@ -1,0 +1,1 @@
+"""Server side: strategies (FedAvg, FedOpt family, SCAFFOLD, baselines) and update checks."""
