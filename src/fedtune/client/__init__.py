@@ -1,0 +1,1 @@
+"""Client side: the local trainer, objectives (SFT, DPO family) and training hooks."""

@@ -1,0 +1,73 @@
+"""Training hooks: how client-side FL algorithms (FedProx, SCAFFOLD, DP-SGD, layer selection)
+change local training without the trainer knowing them by name.
+
+The trainer calls, per round: ``on_round_start`` -> for each optimizer step
+(``extra_loss`` added to the loss, ``after_optimizer_step``) -> ``on_round_end``, which may attach
+tensors to the ``ClientUpdate``. Hooks are built from the ``ClientInstruction`` alone, so the
+same instruction gives the same training on the embedded engine and on a Flower node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+
+from fedtune.adapter_state import AdapterState
+from fedtune.server.strategy import ClientInstruction, ClientUpdate
+
+
+class ClientStateStore:
+    """Per-client persistent state (e.g. SCAFFOLD control variates): one safetensors file per
+    client and name, under ``root``. Only sampled clients' files are ever read, so memory does
+    not grow with the number of clients."""
+
+    def __init__(self, root):
+        from pathlib import Path
+
+        self.root = Path(root)
+
+    def _path(self, client_id: int, name: str):
+        return self.root / f"client_{client_id:05d}" / f"{name}.safetensors"
+
+    def get(self, client_id: int, name: str) -> AdapterState | None:
+        from fedtune import adapter_state
+
+        path = self._path(client_id, name)
+        return adapter_state.load(path) if path.exists() else None
+
+    def put(self, client_id: int, name: str, state: Mapping[str, torch.Tensor]) -> None:
+        from fedtune import adapter_state
+
+        adapter_state.save(state, self._path(client_id, name))
+
+
+class TrainingHook:
+    """Base hook: every method is a no-op. ``params`` maps adapter-state keys to live parameters."""
+
+    def on_round_start(self, params: Mapping[str, torch.nn.Parameter], instruction: ClientInstruction) -> None:
+        pass
+
+    def extra_loss(self, params: Mapping[str, torch.nn.Parameter]) -> torch.Tensor | None:
+        return None
+
+    def after_optimizer_step(self, params: Mapping[str, torch.nn.Parameter], lr: float) -> None:
+        pass
+
+    def on_round_end(self, params: Mapping[str, torch.nn.Parameter], update: ClientUpdate) -> None:
+        pass
+
+
+HookFactory = Callable[[ClientInstruction, ClientStateStore], "TrainingHook | None"]
+HOOK_FACTORIES: list[HookFactory] = []
+
+
+def register_hook(factory: HookFactory) -> HookFactory:
+    """Decorator: a factory that returns a hook when the instruction asks for it, else None."""
+    HOOK_FACTORIES.append(factory)
+    return factory
+
+
+def build_hooks(instruction: ClientInstruction, store: ClientStateStore) -> list[TrainingHook]:
+    hooks = [factory(instruction, store) for factory in HOOK_FACTORIES]
+    return [h for h in hooks if h is not None]

@@ -1,0 +1,1 @@
+"""Data: record schemas, the built-in suite, sources/formats, partitioning, processing, tokenization."""
