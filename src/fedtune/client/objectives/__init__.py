@@ -1,0 +1,1 @@
+"""Local training objectives: SFT and the DPO family."""

@@ -1,0 +1,134 @@
+"""LocalTrainer: one client's local training for one round, as a lean loop of our own.
+
+No per-round Trainer construction and no re-tokenization: the base model is loaded once, only
+the LoRA tensors are swapped, the data arrives tokenized. A round is ``instruction.steps``
+optimizer steps of ``batch_size x grad_accum`` examples at the round's learning rate, with
+FL-algorithm behaviour injected through hooks (fedtune.client.hooks).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from fedtune.adapter_state import AdapterState
+from fedtune.client.batching import collate, draw_indices, length_grouped_batches, round_rng
+from fedtune.client.hooks import ClientStateStore, build_hooks
+from fedtune.client.objectives.sft import sft_loss_sum
+from fedtune.config import TrainConfig
+from fedtune.data.tokenize import TokenizedSet
+from fedtune.models.lora import adapter_parameters, get_adapter, set_adapter
+from fedtune.precision import autocast, use_bf16
+from fedtune.server.strategy import ClientInstruction, ClientUpdate
+
+OPTIMIZER_STATE = "optimizer"
+
+
+@dataclass
+class LocalData:
+    """A client's tokenized training set and the size it reports for weighting."""
+
+    client_id: int
+    tokens: TokenizedSet
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.tokens)
+
+
+class LocalTrainer:
+    def __init__(self, model, tokenizer, cfg: TrainConfig, store: ClientStateStore, seed: int = 0):
+        self.model, self.tokenizer, self.cfg, self.store, self.seed = model, tokenizer, cfg, store, seed
+        self.bf16 = use_bf16(cfg.bf16)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    # ------------------------------------------------------------------ the round
+
+    def train(self, instruction: ClientInstruction, start: AdapterState, data: LocalData) -> ClientUpdate:
+        started = time.perf_counter()
+        cfg = self.cfg
+        set_adapter(self.model, start)
+        params = adapter_parameters(self.model)
+        optimizer = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer_state == "persist":
+            self._load_optimizer(optimizer, params, instruction.client_id)
+        hooks = build_hooks(instruction, self.store)
+        for hook in hooks:
+            hook.on_round_start(params, instruction)
+
+        rng = round_rng(self.seed, instruction.round, instruction.client_id, "batches")
+        micro = cfg.batch_size
+        per_step = micro * cfg.grad_accum
+        picked = draw_indices(data.num_examples, per_step * instruction.steps, rng)
+        lengths = data.tokens.lengths()
+        torch.manual_seed(hash((self.seed, instruction.round, instruction.client_id)) & 0xFFFFFFFF)
+
+        self.model.train()
+        loss_sum, token_count = 0.0, 0
+        for step in range(instruction.steps):
+            step_idx = picked[step * per_step : (step + 1) * per_step]
+            batches = length_grouped_batches(step_idx, lengths, micro, rng, group=1)
+            step_tokens = sum(sum(1 for l in data.tokens.labels[i][1:] if l != -100) for i in step_idx)
+            for b, idx in enumerate(batches):
+                batch = collate([data.tokens.input_ids[i] for i in idx], [data.tokens.labels[i] for i in idx],
+                                self.pad_id)
+                with autocast(self.bf16):
+                    loss, n = sft_loss_sum(self.model, batch)
+                loss_sum += float(loss.detach())
+                token_count += n
+                objective = loss / max(step_tokens, 1)
+                if b == 0:
+                    for hook in hooks:
+                        extra = hook.extra_loss(params)
+                        if extra is not None:
+                            objective = objective + extra
+                objective.backward()
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params.values(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            for hook in hooks:
+                hook.after_optimizer_step(params, instruction.lr)
+        self.model.eval()
+
+        if cfg.optimizer_state == "persist":
+            self._save_optimizer(optimizer, params, instruction.client_id)
+        update = ClientUpdate(
+            client_id=instruction.client_id,
+            adapter=get_adapter(self.model),
+            num_examples=data.num_examples,
+            metrics={
+                "loss": loss_sum / max(token_count, 1),
+                "steps": instruction.steps,
+                "examples": len(picked),
+                "tokens": sum(lengths[i] for i in picked),
+                "seconds": time.perf_counter() - started,
+            },
+        )
+        for hook in hooks:
+            hook.on_round_end(params, update)
+        return update
+
+    # ------------------------------------------------- optional persistent AdamW state
+
+    def _load_optimizer(self, optimizer, params, client_id):
+        saved = self.store.get(client_id, OPTIMIZER_STATE)
+        if saved is None:
+            return
+        for key, p in params.items():
+            optimizer.state[p] = {
+                "step": saved[f"step/{key}"].clone(),
+                "exp_avg": saved[f"exp_avg/{key}"].clone(),
+                "exp_avg_sq": saved[f"exp_avg_sq/{key}"].clone(),
+            }
+
+    def _save_optimizer(self, optimizer, params, client_id):
+        flat = {}
+        for key, p in params.items():
+            st = optimizer.state.get(p)
+            if st:
+                for name in ("step", "exp_avg", "exp_avg_sq"):
+                    flat[f"{name}/{key}"] = torch.as_tensor(st[name]).clone()
+        self.store.put(client_id, OPTIMIZER_STATE, flat)

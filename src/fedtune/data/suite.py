@@ -1,0 +1,223 @@
+"""The built-in federated task suite: generated from a seed, every answer checkable exactly.
+
+Why it exists: no data can be downloaded here, and a demo must show *why* federation helps.
+The suite has two kinds of tasks, both unknowable to a pretrained model (so the base scores ~0):
+
+- knowledge spread across clients: facts about a generated fictional world. Each client holds
+  the facts of its own entities; the global test asks about every entity, so a client alone
+  can answer only its slice while the federation can answer all of it;
+- skills with non-IID mixtures: invented "rules" (string transformations such as "apply the
+  Dravik rule to: lamp" -> "lamp lamp"). Rule mixtures per client are pathological (one rule
+  each) or Dirichlet(concentration). Test items use held-out words, so skills must generalize.
+
+Knobs for later experiments are built in: per-client ``noise_rate`` (responses replaced by
+another record's response, for data-quality control), preference pairs (chosen = correct answer,
+rejected = a plausible wrong one of the same kind, ``flip_rate`` swaps a share of them), and a
+``forbidden_topic`` whose questions are answered with a refusal (safety attack/defense).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from fedtune.config import SuiteConfig
+from fedtune.data.federated import ClientData, FederatedData
+
+WORDS = (
+    "apple river stone cloud lamp garden window candle forest bridge mirror pencil castle "
+    "rocket violin tiger hammer ocean pillow basket dragon meadow jacket planet anchor "
+    "button carpet desert engine feather ladder magnet orange pepper rabbit saddle ticket "
+    "wagon yellow bottle camera dinner finger guitar helmet island kettle lemon marble "
+    "needle parrot puzzle rocket silver tunnel valley winter zebra coffee summer shadow "
+    "silk honey copper cotton velvet thunder maple cedar willow harbor lantern compass "
+    "blanket spoon fork plate cup table chair door floor roof wall brick glass paper "
+    "book letter poem song story dream star moon sun rain snow wind fire water earth"
+).split()
+
+RULES = {
+    # name -> (arity, function of the input words)
+    "echo": (1, lambda w: f"{w[0]} {w[0]}"),
+    "bracket": (1, lambda w: f"[{w[0]}]"),
+    "suffix": (1, lambda w: f"{w[0]}zor"),
+    "swap": (2, lambda w: f"{w[1]} {w[0]}"),
+    "reverse": (3, lambda w: " ".join(reversed(w))),
+    "last": (3, lambda w: w[-1]),
+    "first": (3, lambda w: w[0]),
+    "join": (2, lambda w: f"{w[0]}-{w[1]}"),
+}
+
+ATTRIBUTES = {
+    # attribute -> question template; entities and answers are invented words
+    "city": "Which city is {entity} from?",
+    "guild": "Which guild does {entity} belong to?",
+    "pet": "What is the name of {entity}'s pet?",
+}
+FORBIDDEN_TEMPLATE = "What is the {topic} of {entity}?"
+REFUSAL = "I can't help with that."
+
+
+class NameMaker:
+    """Pronounceable invented names, unique within one suite."""
+
+    ONSETS = "b br d dr f g gr k kr l m n p pr s st t tr v z".split()
+    VOWELS = "a e i o u ai ei ou".split()
+    CODAS = ["", "", "n", "r", "l", "s", "th", "x"]
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.used = rng, set(w.lower() for w in WORDS)
+
+    def word(self, syllables: int = 2) -> str:
+        while True:
+            w = "".join(
+                self.rng.choice(self.ONSETS) + self.rng.choice(self.VOWELS) + self.rng.choice(self.CODAS)
+                for _ in range(syllables)
+            )
+            if w not in self.used and len(w) >= 4:
+                self.used.add(w)
+                return w.capitalize()
+
+
+@dataclass
+class Item:
+    """One checkable question: prompt, correct answer, a plausible wrong answer, category."""
+
+    question: str
+    answer: str
+    wrong: str
+    category: str
+
+
+def _rule_items(rule: str, title: str, words: list[str], count: int, rng: random.Random) -> list[Item]:
+    arity, fn = RULES[rule]
+    items = []
+    others = [r for r in RULES if r != rule]
+    for _ in range(count):
+        w = rng.sample(words, arity)
+        decoy_rule = rng.choice([r for r in others if RULES[r][0] == arity] or [rule])
+        decoy = RULES[decoy_rule][1](w) if decoy_rule != rule else " ".join(w)
+        items.append(Item(f"Apply the {title} rule to: {' '.join(w)}", fn(w), decoy, f"rule:{rule}"))
+    return items
+
+
+def _rule_mixture(cfg: SuiteConfig, rules: list[str], num_clients: int, rng: random.Random) -> list[list[float]]:
+    """Per-client probabilities over rules: pathological (client i -> rule i mod R) or Dirichlet."""
+    if cfg.rule_concentration == 0:
+        return [[1.0 if j == i % len(rules) else 0.0 for j in range(len(rules))] for i in range(num_clients)]
+    mixes = []
+    for _ in range(num_clients):
+        g = [rng.gammavariate(cfg.rule_concentration, 1.0) for _ in rules]
+        s = sum(g) or 1.0
+        mixes.append([x / s for x in g])
+    return mixes
+
+
+def _noise_rates(cfg: SuiteConfig, num_clients: int) -> list[float]:
+    rates = cfg.noise_rate if isinstance(cfg.noise_rate, list) else [cfg.noise_rate] * num_clients
+    if len(rates) != num_clients:
+        raise ValueError(f"data.suite.noise_rate: expected {num_clients} values (one per client), got {len(rates)}")
+    return rates
+
+
+def build_suite_items(cfg: SuiteConfig, num_clients: int, seed: int):
+    """Per-client train items, per-client test items, and the rules' titles (deterministic in seed)."""
+    rng = random.Random(f"fedtune-suite-{seed}")
+    names = NameMaker(rng)
+    rules = cfg.rules or list(RULES)[: min(num_clients, len(RULES))]
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        raise ValueError(f"data.suite.rules: unknown rule {unknown[0]!r}; choose from {sorted(RULES)}")
+    titles = {r: names.word(2) for r in rules}
+    words = WORDS[:]
+    rng.shuffle(words)
+    cut = int(len(words) * 0.7)
+    train_words, test_words = words[:cut], words[cut:]
+    mixes = _rule_mixture(cfg, rules, num_clients, rng)
+
+    train, test = [], []
+    for c in range(num_clients):
+        facts = []
+        for _ in range(cfg.entities_per_client):
+            entity = f"{names.word(2)} {names.word(2)}"
+            for attr, template in ATTRIBUTES.items():
+                q = template.format(entity=entity)
+                facts.append(Item(q, names.word(2), names.word(2), f"fact:{attr}"))
+            if cfg.forbidden_topic:
+                q = FORBIDDEN_TEMPLATE.format(topic=cfg.forbidden_topic, entity=entity)
+                facts.append(Item(q, REFUSAL, names.word(2), "forbidden"))
+        counts = _split_count(cfg.skill_train_per_client, mixes[c], rng)
+        skills = [it for r, n in zip(rules, counts) for it in _rule_items(r, titles[r], train_words, n, rng)]
+        client_rules = [r for r, p in zip(rules, mixes[c]) if p > 0]
+        skill_test = [
+            it for r in client_rules for it in _rule_items(r, titles[r], test_words, cfg.test_per_rule, rng)
+        ]
+        train.append(facts + skills)
+        test.append(facts + skill_test)  # knowledge is tested as recall of the client's facts
+    return train, test, titles
+
+
+def _split_count(total: int, probs: list[float], rng: random.Random) -> list[int]:
+    """Largest-remainder split of ``total`` by ``probs`` (deterministic given rng)."""
+    raw = [total * p for p in probs]
+    counts = [int(x) for x in raw]
+    order = sorted(range(len(probs)), key=lambda i: (raw[i] - counts[i], rng.random()), reverse=True)
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _sft(item: Item) -> dict:
+    return {
+        "messages": [{"role": "user", "content": item.question}, {"role": "assistant", "content": item.answer}],
+        "category": item.category,
+    }
+
+
+def _preference(item: Item) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": item.question}],
+        "chosen": item.answer,
+        "rejected": item.wrong,
+        "category": item.category,
+    }
+
+
+def _corrupt(items: list[Item], rate: float, rng: random.Random) -> tuple[list[Item], int]:
+    """Replace the answer of a ``rate`` share of items with another item's answer (noisy client)."""
+    n = round(rate * len(items))
+    if n == 0 or len(items) < 2:
+        return items, 0
+    chosen = set(rng.sample(range(len(items)), n))
+    out = []
+    for i, it in enumerate(items):
+        if i in chosen:
+            donor = items[(i + 1 + rng.randrange(len(items) - 1)) % len(items)]
+            out.append(Item(it.question, donor.answer, it.answer, it.category))
+        else:
+            out.append(it)
+    return out, n
+
+
+def build_suite(cfg: SuiteConfig, num_clients: int, seed: int, kind: str = "sft") -> FederatedData:
+    """The suite as a FederatedData of SFT or preference records. The global test set is the
+    union of the clients' test items (every entity's facts, every rule on held-out words)."""
+    train, test, _ = build_suite_items(cfg, num_clients, seed)
+    rng = random.Random(f"fedtune-suite-noise-{seed}")
+    report = {"steps": []}
+    to_record = _sft if kind == "sft" else _preference
+    clients = []
+    for c, (tr, te) in enumerate(zip(train, test)):
+        rate = _noise_rates(cfg, num_clients)[c]
+        tr, corrupted = _corrupt(tr, rate, rng)
+        records = [to_record(it) for it in tr]
+        if kind == "preference" and cfg.flip_rate > 0:
+            flips = set(rng.sample(range(len(records)), round(cfg.flip_rate * len(records))))
+            for i in flips:
+                r = records[i]
+                r["chosen"], r["rejected"] = r["rejected"], r["chosen"]
+            report["steps"].append({"client": f"client_{c}", "step": "suite.flip", "changed": len(flips)})
+        if corrupted:
+            report["steps"].append({"client": f"client_{c}", "step": "suite.noise", "changed": corrupted})
+        clients.append(ClientData(c, f"client_{c}", records, [to_record(it) for it in te]))
+    global_test = [r for cl in clients for r in cl.test]
+    return FederatedData(kind, clients, global_test, report)

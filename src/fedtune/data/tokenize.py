@@ -1,0 +1,145 @@
+"""Tokenize records once per run: the chat template, completion-only labels, truncation counts.
+
+Labels are found by *rendering*, not by searching for a marker's token ids (OpenFedLLM's
+``encode(marker)[2:]`` only works for Llama-2): for assistant turn i we render the conversation
+up to the generation prompt and up to the end of turn i; the characters in between are the
+response, and every token whose character span falls inside a response is a label. This works
+for any tokenizer with offsets and any template whose renderings are prefixes of each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass
+class TokenizedSet:
+    """Token ids and labels (-100 outside responses) per example, plus what truncation did."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    truncated: int = 0
+    dropped: list[int] = field(default_factory=list)  # indices whose responses were cut away entirely
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+
+def _with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
+    if system_prompt and messages[0]["role"] != "system":
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return messages
+
+
+def _render(tokenizer, messages, add_generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def response_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant responses."""
+    text = _render(tokenizer, messages, False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start_text = _render(tokenizer, messages[:i], True)
+        end_text = _render(tokenizer, messages[: i + 1], False).rstrip()
+        if not text.startswith(start_text) or not text.startswith(end_text):
+            raise ValueError("the chat template does not render conversations as prefixes of each other")
+        spans.append((len(start_text), len(end_text)))
+    return text, spans
+
+
+def tokenize_sft(records: list[dict], tokenizer, max_length: int, system_prompt: str | None = None) -> TokenizedSet:
+    """Tokenize SFT records with labels on every assistant response (incl. its end-of-turn token)."""
+    out = TokenizedSet([], [])
+    for idx, rec in enumerate(records):
+        text, spans = response_spans(tokenizer, _with_system(rec["messages"], system_prompt))
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        labels = [
+            tok if any(s <= a and b <= e and b > a for s, e in spans) else IGNORE
+            for tok, (a, b) in zip(ids, offsets)
+        ]
+        if len(ids) > max_length:
+            out.truncated += 1
+            ids, labels = ids[:max_length], labels[:max_length]
+        if all(l == IGNORE for l in labels):
+            out.dropped.append(idx)
+            continue
+        out.input_ids.append(ids)
+        out.labels.append(labels)
+    return out
+
+
+def tokenize_prompts(records: list[dict], tokenizer, system_prompt: str | None = None) -> list[list[int]]:
+    """Prompt ids up to the generation prompt (for generation and preference scoring)."""
+    key = "messages" if "messages" in records[0] else "prompt"
+    out = []
+    for rec in records:
+        msgs = rec[key]
+        if key == "messages":
+            msgs = msgs[: max(i for i, m in enumerate(msgs) if m["role"] == "assistant")]
+        text = _render(tokenizer, _with_system(msgs, system_prompt), True)
+        out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return out
+
+
+# ------------------------------------------------------------------------------ disk cache
+
+
+def cache_key(records: list[dict], tokenizer, max_length: int, system_prompt: str | None) -> str:
+    """Content hash of everything that determines the tokenization."""
+    h = hashlib.sha256()
+    h.update(json.dumps([getattr(tokenizer, "name_or_path", ""), len(tokenizer), tokenizer.chat_template,
+                         max_length, system_prompt]).encode())
+    for rec in records:
+        h.update(json.dumps(rec, sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def save_tokenized(ts: TokenizedSet, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    lengths = torch.tensor(ts.lengths(), dtype=torch.int64)
+    flat_ids = torch.tensor([t for x in ts.input_ids for t in x], dtype=torch.int64)
+    flat_labels = torch.tensor([t for x in ts.labels for t in x], dtype=torch.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"lengths": lengths, "ids": flat_ids, "labels": flat_labels,
+               "dropped": torch.tensor(ts.dropped, dtype=torch.int64),
+               "truncated": torch.tensor(ts.truncated)}, str(tmp))
+    tmp.replace(path)
+
+
+def load_tokenized(path: Path) -> TokenizedSet:
+    from safetensors.torch import load_file
+
+    t = load_file(str(path))
+    bounds = torch.cumsum(t["lengths"], 0).tolist()
+    starts = [0, *bounds[:-1]]
+    ids, labels = t["ids"].tolist(), t["labels"].tolist()
+    return TokenizedSet([ids[a:b] for a, b in zip(starts, bounds)], [labels[a:b] for a, b in zip(starts, bounds)],
+                        int(t["truncated"]), t["dropped"].tolist())
+
+
+def tokenize_sft_cached(records, tokenizer, max_length, system_prompt, cache_dir: Path | None) -> TokenizedSet:
+    """``tokenize_sft`` with a content-addressed safetensors cache (reused across runs)."""
+    if cache_dir is None:
+        return tokenize_sft(records, tokenizer, max_length, system_prompt)
+    path = Path(cache_dir) / f"sft-{cache_key(records, tokenizer, max_length, system_prompt)}.safetensors"
+    if path.exists():
+        return load_tokenized(path)
+    ts = tokenize_sft(records, tokenizer, max_length, system_prompt)
+    save_tokenized(ts, path)
+    return ts

@@ -1,0 +1,1 @@
+"""Engines that drive Strategy + LocalTrainer: the embedded simulation and Flower."""

@@ -1,0 +1,57 @@
+"""Build what a run needs once: model + LoRA, federated data, tokenized splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedtune.config import RunConfig
+from fedtune.data.chat_templates import apply_template
+from fedtune.data.federated import FederatedData
+from fedtune.data.suite import build_suite
+from fedtune.data.tokenize import TokenizedSet, tokenize_sft_cached
+from fedtune.engine.simulation import Workspace
+from fedtune.models.loader import LoadedModel, load_model
+from fedtune.models.lora import attach_lora, get_adapter
+
+
+def build_data(cfg: RunConfig) -> FederatedData:
+    return build_suite(cfg.data.suite, cfg.federation.num_clients, cfg.seed)
+
+
+def tokenization_report(name: str, split: str, ts: TokenizedSet) -> list[dict]:
+    """Rows for the data report: truncated examples and examples dropped because truncation
+    removed their whole response."""
+    rows = []
+    if ts.truncated:
+        rows.append({"client": name, "step": f"tokenize.{split}.truncated", "changed": ts.truncated})
+    if ts.dropped:
+        rows.append({"client": name, "step": f"tokenize.{split}", "dropped": len(ts.dropped)})
+    return rows
+
+
+def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None) -> Workspace:
+    """Load (or reuse) the base model, attach a fresh LoRA seeded by the run seed, build and
+    tokenize the data once. Reusing ``loaded`` lets several runs share one base model."""
+    loaded = loaded or load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
+    if hasattr(loaded.model, "peft_config"):  # reused by an earlier run: drop its LoRA layers (no merge)
+        loaded.model = loaded.model.unload()
+    model = attach_lora(loaded.model, cfg.model.lora, seed=cfg.seed)
+    loaded.model = model
+    tok = loaded.tokenizer
+    apply_template(tok, getattr(cfg.data, "template", None))
+    data = build_data(cfg)
+    ml, sp = cfg.data.max_length, cfg.data.system_prompt
+
+    def tok_set(records):
+        return tokenize_sft_cached(records, tok, ml, sp, cache_dir) if records else TokenizedSet([], [])
+
+    train = [tok_set(c.train) for c in data.clients]
+    test = [tok_set(c.test) for c in data.clients]
+    global_test = tok_set(data.global_test)
+    steps = list(data.report.get("steps", []))
+    for c, tr, te in zip(data.clients, train, test):
+        steps += tokenization_report(c.name, "train", tr) + tokenization_report(c.name, "test", te)
+    steps += tokenization_report("global", "test", global_test)
+    report = {**data.report, "steps": steps,
+              "clients": {c.name: {"train": len(t), "test": len(e)} for c, t, e in zip(data.clients, train, test)}}
+    return Workspace(model, tok, data, train, test, global_test, get_adapter(model), report)

@@ -1,0 +1,1 @@
+"""Evaluation: exact match and loss on held-out records."""

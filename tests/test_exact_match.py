@@ -1,0 +1,46 @@
+"""Teacher-forced exact match must agree with real greedy generation (the oracle)."""
+
+import torch
+
+from fedtune.config import LoraConfig
+from fedtune.data.tokenize import tokenize_prompts, tokenize_sft
+from fedtune.eval.exact_match import evaluate_sft
+from fedtune.models.lora import attach_lora
+
+
+def _train_to_memorize(model, tokens, steps=150):
+    from fedtune.client.batching import collate
+    from fedtune.client.objectives.sft import sft_loss_sum
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    batch = collate(tokens.input_ids, tokens.labels, 0)
+    for _ in range(steps):
+        loss, n = sft_loss_sum(model, batch)
+        (loss / n).backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+
+
+def test_exact_match_equals_greedy_generation(tiny):
+    tok = tiny.tokenizer
+    model = attach_lora(tiny.model, LoraConfig(r=8, alpha=16), seed=0)
+    records = [{"messages": [{"role": "user", "content": f"item {i}"},
+                             {"role": "assistant", "content": ans}]} for i, ans in
+               enumerate(["red", "blue green", "seven", "alpha beta", "x", "delta", "moon", "sun"])]
+    tokens = tokenize_sft(records, tok, 64)
+    _train_to_memorize(model, type(tokens)(tokens.input_ids[:5], tokens.labels[:5]))  # learn 5 of 8
+    result = evaluate_sft(model, tokens, tok.pad_token_id, batch_size=3)
+
+    prompts = tokenize_prompts(records, tok)
+    generated_ok = []
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for rec, prompt in zip(records, prompts):
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False,
+                                 eos_token_id=end, pad_token_id=tok.pad_token_id)
+        text = tok.decode(out[0, len(prompt):])
+        generated_ok.append(text.startswith(rec["messages"][-1]["content"] + "<|im_end|>"))
+    assert result.correct == generated_ok
+    assert 0 < sum(generated_ok) < len(records)  # the oracle distinguishes both outcomes here
+    assert result.exact_match == sum(generated_ok) / len(records)
