@@ -2,17 +2,17 @@
 
 import torch
 
-from fedtune.config import LoraConfig
 from fedtune.data.tokenize import tokenize_prompts, tokenize_sft
 from fedtune.eval.exact_match import evaluate_sft
-from fedtune.models.lora import attach_lora
 
 
-def _train_to_memorize(model, tokens, steps=150):
+def _train_to_memorize(model, tokens, steps=60):
+    """Full fine-tuning (embeddings included) memorizes quickly even in a 64-wide model."""
     from fedtune.client.batching import collate
     from fedtune.client.objectives.sft import sft_loss_sum
 
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     batch = collate(tokens.input_ids, tokens.labels, 0)
     for _ in range(steps):
         loss, n = sft_loss_sum(model, batch)
@@ -24,7 +24,7 @@ def _train_to_memorize(model, tokens, steps=150):
 
 def test_exact_match_equals_greedy_generation(tiny):
     tok = tiny.tokenizer
-    model = attach_lora(tiny.model, LoraConfig(r=8, alpha=16), seed=0)
+    model = tiny.model
     records = [{"messages": [{"role": "user", "content": f"item {i}"},
                              {"role": "assistant", "content": ans}]} for i, ans in
                enumerate(["red", "blue green", "seven", "alpha beta", "x", "delta", "moon", "sun"])]

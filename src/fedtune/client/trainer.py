@@ -66,6 +66,7 @@ class LocalTrainer:
         torch.manual_seed(hash((self.seed, instruction.round, instruction.client_id)) & 0xFFFFFFFF)
 
         self.model.train()
+        compute_started = time.perf_counter()
         loss_sum, token_count = 0.0, 0
         for step in range(instruction.steps):
             step_idx = picked[step * per_step : (step + 1) * per_step]
@@ -92,6 +93,7 @@ class LocalTrainer:
             for hook in hooks:
                 hook.after_optimizer_step(params, instruction.lr)
         self.model.eval()
+        compute_seconds = time.perf_counter() - compute_started
 
         if cfg.optimizer_state == "persist":
             self._save_optimizer(optimizer, params, instruction.client_id)
@@ -105,6 +107,7 @@ class LocalTrainer:
                 "examples": len(picked),
                 "tokens": sum(lengths[i] for i in picked),
                 "seconds": time.perf_counter() - started,
+                "seconds_compute": compute_seconds,  # forward/backward/step only: no adapter swaps
             },
         )
         for hook in hooks:

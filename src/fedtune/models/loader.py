@@ -72,6 +72,7 @@ def tiny_random(tokenizer=None, seed: int = 0) -> LoadedModel:
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=True,
+        initializer_range=0.1,  # larger than HF's 0.02 so a 64-wide model can still move its logits
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,

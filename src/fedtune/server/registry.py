@@ -1,4 +1,5 @@
-"""Algorithm name -> Strategy. One line per algorithm; parameters come from ``AlgorithmConfig``."""
+"""Algorithm name -> Strategy. One line per algorithm; parameters come from ``AlgorithmConfig``
+and the federation size (SCAFFOLD's server update needs the total number of clients)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from fedtune.server.fedavg import FedAvg
 from fedtune.server.strategy import Strategy
 
 BUILDERS = {
-    "fedavg": lambda a: FedAvg(a.weighting, a.server_lr),
-    "local": lambda a: LocalOnly(),
-    "centralized": lambda a: Centralized(),
+    "fedavg": lambda a, n: FedAvg(a.weighting, a.server_lr),
+    "local": lambda a, n: LocalOnly(),
+    "centralized": lambda a, n: Centralized(),
 }
 
 
-def build_strategy(cfg: AlgorithmConfig) -> Strategy:
-    return BUILDERS[cfg.name](cfg)
+def build_strategy(cfg: AlgorithmConfig, num_clients: int) -> Strategy:
+    return BUILDERS[cfg.name](cfg, num_clients)
