@@ -67,7 +67,8 @@ def run_demo(output: Path, overrides: list[str], console: Console, err_console: 
     base, local, fed = (results[k]["global"]["exact_match"] for k in results)
     console.print(f"federated vs base: {100 * (fed - base):+.1f} points; vs local-only mean: {100 * (fed - local):+.1f} points")
     report = write_comparison_report(output / "report.html", {k: Path(s["report"]).parent for k, s in summaries.items()},
-                                     "fedtune demo: local-only vs federated")
+                                     "fedtune demo: base vs local-only vs federated",
+                                     extra={"base model": results["base model"]})
     seconds = time.perf_counter() - started
     console.print(f"total {seconds:.0f}s; report: {report}")
     return {"results": results, "seconds": seconds}

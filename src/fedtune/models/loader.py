@@ -116,4 +116,17 @@ def load_model(name: str, gguf_file: str | None = None, revision: str | None = N
         raise ModelLoadError(f"model.name: cannot load {name!r}: {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if gguf_file:
+        _forget_gguf_quantization(model)
     return LoadedModel(model.eval(), tokenizer, name)
+
+
+def _forget_gguf_quantization(model) -> None:
+    """transformers de-quantizes GGUF weights into plain fp32 tensors but keeps the model marked
+    as GGUF-quantized, which makes HF Trainer refuse to train it and ``save_pretrained`` write a
+    quantization config. The weights are ordinary now, so drop the marks."""
+    model.is_quantized = False
+    model.hf_quantizer = None
+    model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config

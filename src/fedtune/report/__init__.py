@@ -1,0 +1,1 @@
+"""The HTML report of a run: plots per round (matplotlib PNGs embedded) and tables."""

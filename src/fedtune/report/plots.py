@@ -1,0 +1,92 @@
+"""Matplotlib figures of a run's metrics, returned as PNG bytes (Agg backend, no display)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def train_loss(rows: list[dict]) -> bytes | None:
+    """Mean train loss per round, with each client's loss as dots."""
+    pts = [(r["round"], float(m["loss"])) for r in rows for m in r.get("train", {}).values() if "loss" in m]
+    means = [(r["round"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
+    if not means:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    if pts:
+        ax.scatter(*zip(*pts), s=10, alpha=0.4, label="clients")
+    ax.plot(*zip(*means), marker="o", color="C1", label="mean")
+    ax.set(xlabel="round", ylabel="train loss", title="Local training loss")
+    ax.legend()
+    return _png(fig)
+
+
+def eval_metric(rows: list[dict], metric: str, title: str) -> bytes | None:
+    """A global eval metric per round, plus one line per client when per-client eval exists."""
+    evals = [(r["round"], r["eval"]) for r in rows if "eval" in r]
+    glob = [(rnd, e["global"][metric]) for rnd, e in evals if metric in e.get("global", {})]
+    if not glob:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    clients = sorted({c for _, e in evals for c in e.get("clients", {})}, key=lambda c: int(c) if c.isdigit() else c)
+    for c in clients:
+        pts = [(rnd, e["clients"][c][metric]) for rnd, e in evals if c in e.get("clients", {})]
+        ax.plot(*zip(*pts), lw=1, alpha=0.5, label=f"client {c}")
+    ax.plot(*zip(*glob), marker="o", lw=2, color="black", label="global test")
+    ax.set(xlabel="round", ylabel=metric.replace("_", " "), title=title)
+    if len(clients) <= 10:
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def communication(rows: list[dict]) -> bytes | None:
+    if not rows:
+        return None
+    rounds = [r["round"] for r in rows]
+    up, down, total_up, total_down = [], [], 0.0, 0.0
+    for r in rows:
+        total_up += r.get("bytes_up", 0) / 1e6
+        total_down += r.get("bytes_down", 0) / 1e6
+        up.append(total_up)
+        down.append(total_down)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(rounds, up, marker=".", label="uploaded (clients → server)")
+    ax.plot(rounds, down, marker=".", label="downloaded (server → clients)")
+    ax.set(xlabel="round", ylabel="cumulative MB", title="Communication")
+    ax.legend()
+    return _png(fig)
+
+
+def extra_train_metrics(rows: list[dict]) -> dict[str, bytes]:
+    """One plot per additional numeric per-client train metric (e.g. reward accuracy for DPO)."""
+    skip = {"loss", "steps", "examples", "tokens", "seconds", "seconds_compute"}
+    names = sorted({k for r in rows for m in r.get("train", {}).values() for k, v in m.items()
+                    if k not in skip and isinstance(v, (int, float))})
+    out = {}
+    for name in names:
+        pts = [(r["round"], m[name]) for r in rows for m in r.get("train", {}).values() if name in m]
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.scatter(*zip(*pts), s=10)
+        ax.set(xlabel="round", ylabel=name, title=f"Client {name.replace('_', ' ')}")
+        out[name] = _png(fig)
+    return out
+
+
+def comparison_bar(labels: list[str], values: list[float], title: str, ylabel: str = "exact match %") -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    bars = ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
+    ax.bar_label(bars, fmt="%.1f")
+    ax.set(ylabel=ylabel, title=title)
+    return _png(fig)
