@@ -21,7 +21,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.python_version()}"
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> float:
     """Best-of-``repeats`` GFLOP/s of an n x n matmul in ``dtype``."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b

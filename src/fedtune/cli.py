@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,7 +54,11 @@ def user_errors(fn):
 
 
 def _logging(debug: bool) -> None:
+    """Warnings from fedtune stay visible; libraries' deprecation chatter only with --debug."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        for module in ("transformers", "peft", "torch", "trl", "datasets"):
+            warnings.filterwarnings("ignore", module=module)
 
 
 @app.command()
