@@ -81,10 +81,24 @@ class FederationConfig(Section):
         return min(k, self.num_clients)
 
 
+ALGORITHMS = ("fedavg", "local", "centralized", "fedprox", "scaffold", "fedavgm", "fedadagrad", "fedyogi", "fedadam")
+
+
 class AlgorithmConfig(Section):
-    name: Literal["fedavg", "local", "centralized"] = "fedavg"
-    weighting: Literal["examples", "uniform"] = "examples"
-    server_lr: float = Field(1.0, gt=0)  # global step size on the averaged update (FedAvg family)
+    """FL algorithm and its parameters (docs/algorithms.md has each one's formula and source)."""
+
+    name: Literal[ALGORITHMS] = "fedavg"
+    weighting: Literal["examples", "uniform"] = "examples"  # client weights in every average
+    server_lr: float = Field(1.0, gt=0)  # FedAvg / FedProx / FedAvgM / SCAFFOLD global step size
+    prox_mu: float = Field(0.01, ge=0)  # FedProx proximal coefficient (OpenFedLLM default)
+    server_momentum: float = Field(0.9, ge=0, lt=1)  # FedAvgM momentum (Hsu et al. 2019)
+    eta: float = Field(1e-2, gt=0)  # FedOpt server learning rate
+    tau: float = Field(1e-3, gt=0)  # FedOpt adaptivity (epsilon)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    bias_correction: bool = False  # FedAdam: Adam's bias correction of eta (as Flower does)
+    variant: Literal["reddi", "openfedllm"] = "reddi"  # FedOpt/FedAvgM: the paper, or OpenFedLLM's code
+    scaffold_option: Literal[1, 2] = 2  # control-variate update: I (gradient at x) or II (from the model delta)
 
 
 class TrainConfig(Section):

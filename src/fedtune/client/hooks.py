@@ -80,7 +80,16 @@ class ClientStateStore:
 
 
 class TrainingHook:
-    """Base hook: every method is a no-op. ``params`` maps adapter-state keys to live parameters."""
+    """Base hook: every method is a no-op. ``params`` maps adapter-state keys to live parameters.
+
+    A hook with ``wants_initial_gradient = True`` receives, before the first update, the gradient
+    of the local loss at the starting adapter on the round's first step of data.
+    """
+
+    wants_initial_gradient = False
+
+    def on_initial_gradient(self, grads: dict[str, torch.Tensor]) -> None:
+        pass
 
     def on_round_start(self, params: Mapping[str, torch.nn.Parameter], instruction: ClientInstruction) -> None:
         pass

@@ -59,33 +59,25 @@ class LocalTrainer:
             hook.on_round_start(params, instruction)
 
         rng = round_rng(self.seed, instruction.round, instruction.client_id, "batches")
-        micro = cfg.batch_size
-        per_step = micro * cfg.grad_accum
+        per_step = cfg.batch_size * cfg.grad_accum
         picked = draw_indices(data.num_examples, per_step * instruction.steps, rng)
         lengths = data.tokens.lengths()
         torch.manual_seed(hash((self.seed, instruction.round, instruction.client_id)) & 0xFFFFFFFF)
 
         self.model.train()
         compute_started = time.perf_counter()
+        steps = [picked[s * per_step : (s + 1) * per_step] for s in range(instruction.steps)]
+        if any(h.wants_initial_gradient for h in hooks):
+            self._backward_step(data, steps[0], rng, params, [])
+            grads = {k: p.grad.detach().clone() for k, p in params.items()}
+            optimizer.zero_grad(set_to_none=True)
+            for hook in hooks:
+                hook.on_initial_gradient(grads)
         loss_sum, token_count = 0.0, 0
-        for step in range(instruction.steps):
-            step_idx = picked[step * per_step : (step + 1) * per_step]
-            batches = length_grouped_batches(step_idx, lengths, micro, rng, group=1)
-            step_tokens = sum(sum(1 for l in data.tokens.labels[i][1:] if l != -100) for i in step_idx)
-            for b, idx in enumerate(batches):
-                batch = collate([data.tokens.input_ids[i] for i in idx], [data.tokens.labels[i] for i in idx],
-                                self.pad_id)
-                with autocast(self.bf16):
-                    loss, n = sft_loss_sum(self.model, batch)
-                loss_sum += float(loss.detach())
-                token_count += n
-                objective = loss / max(step_tokens, 1)
-                if b == 0:
-                    for hook in hooks:
-                        extra = hook.extra_loss(params)
-                        if extra is not None:
-                            objective = objective + extra
-                objective.backward()
+        for step_idx in steps:
+            step_loss, step_tokens = self._backward_step(data, step_idx, rng, params, hooks)
+            loss_sum += step_loss
+            token_count += step_tokens
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params.values(), cfg.max_grad_norm)
             optimizer.step()
@@ -113,6 +105,26 @@ class LocalTrainer:
         for hook in hooks:
             hook.on_round_end(params, update)
         return update
+
+    def _backward_step(self, data: LocalData, step_idx: list[int], rng, params, hooks) -> tuple[float, int]:
+        """Accumulate the gradient of one optimizer step (all its micro-batches): the token-mean
+        loss over the whole step, plus the hooks' extra loss once. Returns (loss sum, tokens)."""
+        tokens = data.tokens
+        step_tokens = sum(sum(1 for l in tokens.labels[i][1:] if l != -100) for i in step_idx)
+        loss_sum = 0.0
+        for b, idx in enumerate(length_grouped_batches(step_idx, tokens.lengths(), self.cfg.batch_size, rng, group=1)):
+            batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], self.pad_id)
+            with autocast(self.bf16):
+                loss, _ = sft_loss_sum(self.model, batch)
+            loss_sum += float(loss.detach())
+            objective = loss / max(step_tokens, 1)
+            if b == 0:
+                for hook in hooks:
+                    extra = hook.extra_loss(params)
+                    if extra is not None:
+                        objective = objective + extra
+            objective.backward()
+        return loss_sum, step_tokens
 
     # ------------------------------------------------- optional persistent AdamW state
 

@@ -92,7 +92,7 @@ class Simulation:
         clients = [0] if self.centralized else sample_clients(cfg, r)
         steps = cfg.train.steps * (cfg.federation.per_round() if self.centralized else 1)
         lr = round_lr(cfg, r)
-        instructions = self.strategy.configure_round(r, clients, lr, steps)
+        instructions = self.strategy.configure_round(r, clients, lr, steps, global_adapter)
 
         updates, rejected, bytes_up, bytes_down = [], {}, 0, 0
         for ins in instructions:

@@ -13,7 +13,7 @@ from fedtune.server.strategy import ClientInstruction, Strategy
 class LocalOnly(Strategy):
     name = "local"
 
-    def configure_round(self, round, clients, lr, steps):
+    def configure_round(self, round, clients, lr, steps, global_adapter):
         return [ClientInstruction(c, round, lr, steps, start_from="personal") for c in clients]
 
     def aggregate(self, round, global_adapter, updates):

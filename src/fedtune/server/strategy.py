@@ -49,7 +49,7 @@ class Strategy(ABC):
     name: str = "strategy"
 
     def configure_round(
-        self, round: int, clients: list[int], lr: float, steps: int
+        self, round: int, clients: list[int], lr: float, steps: int, global_adapter: AdapterState
     ) -> list[ClientInstruction]:
         """Instructions for the sampled clients. Default: start from the global adapter."""
         return [ClientInstruction(client_id=c, round=round, lr=lr, steps=steps) for c in clients]
