@@ -8,15 +8,14 @@ from fedtune.eval.exact_match import evaluate_sft
 
 def _train_to_memorize(model, tokens, steps=60):
     """Full fine-tuning (embeddings included) memorizes quickly even in a 64-wide model."""
-    from fedtune.client.batching import collate
-    from fedtune.client.objectives.sft import sft_loss_sum
+    from fedtune.client.objectives.sft import SFTObjective
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    batch = collate(tokens.input_ids, tokens.labels, 0)
+    objective, idx = SFTObjective(), list(range(len(tokens)))
     for _ in range(steps):
-        loss, n = sft_loss_sum(model, batch)
-        (loss / n).backward()
+        loss, _ = objective.loss(model, tokens, idx, 0)
+        (loss / objective.step_weight(tokens, idx)).backward()
         opt.step()
         opt.zero_grad()
     model.eval()

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from fedtune.client.objectives.preference_losses import (
-    BetaDPOState, beta_dpo_loss, dpo_loss, dr_dpo_loss, preference_metrics, sequence_logps)
+    BetaDPOState, beta_dpo_loss, dpo_loss, dr_dpo_loss, preference_metrics)
+from fedtune.client.objectives.sft import response_logps
 from fedtune.config import LoraConfig
 from fedtune.models.lora import attach_lora, get_adapter, set_adapter
 
@@ -44,13 +45,14 @@ def test_dpo_loss_rewards_and_gradients_match_trl(tiny):
     model.zero_grad()
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
 
-    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    ours = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+            "labels": batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)}
     model.eval()  # no dropout: both sides see the same function
     with torch.no_grad():
         set_adapter(model, reference)
-        ref = sequence_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, labels)
+        ref = response_logps(model, ours)
     set_adapter(model, policy)
-    pol = sequence_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, labels)
+    pol = response_logps(model, ours)
     losses, chosen_r, rejected_r = dpo_loss(pol[:4], pol[4:], ref[:4], ref[4:], beta=0.1)
     losses.mean().backward()
 
@@ -62,12 +64,6 @@ def test_dpo_loss_rewards_and_gradients_match_trl(tiny):
     for name, p in model.named_parameters():
         if name in trl_grads:
             torch.testing.assert_close(p.grad, trl_grads[name], rtol=1e-4, atol=1e-6)
-
-
-def test_sequence_logps_hand_computed():
-    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]]))
-    labels = torch.tensor([[-100, 1, 2]])  # position 0 predicts label 1, position 1 predicts label 2
-    assert float(sequence_logps(logits, labels)) == pytest.approx(math.log(0.25) + math.log(0.1))
 
 
 def test_label_smoothing_is_conservative_dpo():

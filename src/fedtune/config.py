@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -102,7 +102,16 @@ class AlgorithmConfig(Section):
 
 
 class TrainConfig(Section):
-    objective: Literal["sft"] = "sft"
+    objective: Literal["sft", "dpo", "beta-dpo", "dr-dpo"] = "sft"
+    # Preference objectives (docs/preference.md). The reference policy is the base model (LoRA
+    # disabled) or the adapter the run/stage started from (e.g. the SFT stage's result).
+    reference: Literal["base", "start"] = "base"
+    dpo_beta: float = Field(0.1, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # conservative DPO
+    beta_dpo_rho: float = Field(0.2, ge=0, lt=1)  # β-DPO: share of each batch filtered out
+    beta_dpo_a: float = Field(0.6, ge=0)  # β-DPO: β sensitivity to the margin
+    beta_dpo_gamma: float = Field(0.9, ge=0, lt=1)  # β-DPO: EMA factor of the margin statistics
+    dr_dpo_beta_prime: float = Field(1.0, gt=0)  # Dr. DPO: β′
     steps: int = Field(5, ge=1)  # optimizer steps per client per round
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -137,10 +146,22 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     output: OutputConfig = OutputConfig()
+    # Multi-stage runs: each entry overrides sections of this config for one stage, e.g.
+    # [{train: {objective: sft}}, {train: {objective: dpo, reference: start}, federation: {rounds: 3}}].
+    # A stage starts from the previous stage's global adapter.
+    stages: list[dict[str, Any]] = []
 
-    @model_validator(mode="after")
-    def _consistent(self):
-        return self
+    def stage_configs(self) -> list["RunConfig"]:
+        """One validated config per stage (each writing to <run dir>/stage_<i>)."""
+        base = self.model_dump(mode="json")
+        base.pop("stages")
+        out = []
+        for i, overrides in enumerate(self.stages):
+            merged = _deep_merge(base, overrides)
+            merged["name"] = f"{self.name}-stage{i}"
+            merged.setdefault("output", {})["dir"] = str(self.run_dir() / f"stage_{i}")
+            out.append(from_dict(merged, f"stages[{i}]"))
+        return out
 
     def run_dir(self) -> Path:
         return Path(self.output.dir or f"runs/{self.name}")
@@ -174,6 +195,13 @@ def _format_error(err: dict, source: str) -> str:
         hint = f" (did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?)" if close else ""
         return f"{source}: unknown key '{key}'{hint}"
     return f"{source}: '{key}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _deep_merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def set_path(tree: dict, dotted: str, value: Any) -> None:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import torch
 
 from fedtune.adapter_state import AdapterState
-from fedtune.client.batching import collate, draw_indices, length_grouped_batches, round_rng
+from fedtune.client.batching import draw_indices, length_grouped_batches, round_rng
 from fedtune.client.hooks import ClientStateStore, build_hooks
-from fedtune.client.objectives.sft import sft_loss_sum
+from fedtune.client.objectives.preference import PreferenceObjective
+from fedtune.client.objectives.sft import SFTObjective
 from fedtune.config import TrainConfig
-from fedtune.data.tokenize import TokenizedSet
+from fedtune.data.tokenize import PreferenceTokens, TokenizedSet
 from fedtune.models.lora import adapter_parameters, get_adapter, set_adapter
 from fedtune.precision import autocast, use_bf16
 from fedtune.server.strategy import ClientInstruction, ClientUpdate
@@ -31,7 +32,7 @@ class LocalData:
     """A client's tokenized training set and the size it reports for weighting."""
 
     client_id: int
-    tokens: TokenizedSet
+    tokens: TokenizedSet | PreferenceTokens
 
     @property
     def num_examples(self) -> int:
@@ -39,10 +40,16 @@ class LocalData:
 
 
 class LocalTrainer:
-    def __init__(self, model, tokenizer, cfg: TrainConfig, store: ClientStateStore, seed: int = 0):
+    """``reference`` (preference objectives): None = the base model (adapter disabled), or a
+    frozen adapter state such as the SFT stage's result."""
+
+    def __init__(self, model, tokenizer, cfg: TrainConfig, store: ClientStateStore, seed: int = 0,
+                 reference: AdapterState | None = None):
         self.model, self.tokenizer, self.cfg, self.store, self.seed = model, tokenizer, cfg, store, seed
         self.bf16 = use_bf16(cfg.bf16)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.objective = SFTObjective() if cfg.objective == "sft" else PreferenceObjective(cfg, reference)
+        self.client_id, self.round_seed = 0, 0
 
     # ------------------------------------------------------------------ the round
 
@@ -61,8 +68,11 @@ class LocalTrainer:
         rng = round_rng(self.seed, instruction.round, instruction.client_id, "batches")
         per_step = cfg.batch_size * cfg.grad_accum
         picked = draw_indices(data.num_examples, per_step * instruction.steps, rng)
-        lengths = data.tokens.lengths()
-        torch.manual_seed(hash((self.seed, instruction.round, instruction.client_id)) & 0xFFFFFFFF)
+        lengths = self.objective.lengths(data.tokens)
+        self.client_id = instruction.client_id
+        self.round_seed = hash((self.seed, instruction.round, instruction.client_id)) & 0xFFFFFFFF
+        torch.manual_seed(self.round_seed)
+        self.objective.begin_round(self, data.tokens, picked)
 
         self.model.train()
         compute_started = time.perf_counter()
@@ -86,6 +96,7 @@ class LocalTrainer:
                 hook.after_optimizer_step(params, instruction.lr)
         self.model.eval()
         compute_seconds = time.perf_counter() - compute_started
+        self.objective.end_round(self)
 
         if cfg.optimizer_state == "persist":
             self._save_optimizer(optimizer, params, instruction.client_id)
@@ -100,6 +111,7 @@ class LocalTrainer:
                 "tokens": sum(lengths[i] for i in picked),
                 "seconds": time.perf_counter() - started,
                 "seconds_compute": compute_seconds,  # forward/backward/step only: no adapter swaps
+                **self.objective.round_metrics(),
             },
         )
         for hook in hooks:
@@ -107,24 +119,25 @@ class LocalTrainer:
         return update
 
     def _backward_step(self, data: LocalData, step_idx: list[int], rng, params, hooks) -> tuple[float, int]:
-        """Accumulate the gradient of one optimizer step (all its micro-batches): the token-mean
-        loss over the whole step, plus the hooks' extra loss once. Returns (loss sum, tokens)."""
-        tokens = data.tokens
-        step_tokens = sum(sum(1 for l in tokens.labels[i][1:] if l != -100) for i in step_idx)
+        """Accumulate the gradient of one optimizer step (all its micro-batches): the objective's
+        mean over the whole step (tokens for SFT, pairs for DPO), plus the hooks' extra loss once.
+        Returns (summed loss, step weight)."""
+        tokens, objective = data.tokens, self.objective
+        weight = objective.step_weight(tokens, step_idx)
         loss_sum = 0.0
-        for b, idx in enumerate(length_grouped_batches(step_idx, tokens.lengths(), self.cfg.batch_size, rng, group=1)):
-            batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], self.pad_id)
+        for b, idx in enumerate(length_grouped_batches(step_idx, objective.lengths(tokens), self.cfg.batch_size,
+                                                       rng, group=1)):
             with autocast(self.bf16):
-                loss, _ = sft_loss_sum(self.model, batch)
+                loss, _ = objective.loss(self.model, tokens, idx, self.pad_id)
             loss_sum += float(loss.detach())
-            objective = loss / max(step_tokens, 1)
+            total = loss / max(weight, 1)
             if b == 0:
                 for hook in hooks:
                     extra = hook.extra_loss(params)
                     if extra is not None:
-                        objective = objective + extra
-            objective.backward()
-        return loss_sum, step_tokens
+                        total = total + extra
+            total.backward()
+        return loss_sum, weight
 
     # ------------------------------------------------- optional persistent AdamW state
 

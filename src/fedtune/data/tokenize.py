@@ -82,6 +82,48 @@ def tokenize_sft(records: list[dict], tokenizer, max_length: int, system_prompt:
     return out
 
 
+@dataclass
+class PreferenceTokens:
+    """Aligned chosen/rejected tokenizations (labels on the response) of preference pairs."""
+
+    chosen: TokenizedSet
+    rejected: TokenizedSet
+    dropped: list[int] = field(default_factory=list)  # pairs whose either side lost its response
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    def lengths(self) -> list[int]:
+        return [max(a, b) for a, b in zip(self.chosen.lengths(), self.rejected.lengths())]
+
+
+def as_sft(record: dict, side: str = "chosen") -> dict:
+    """A preference record as an SFT record answering with ``side``."""
+    return {"messages": [*record["prompt"], {"role": "assistant", "content": record[side]}],
+            "category": record.get("category", "")}
+
+
+def tokenize_preference(records: list[dict], tokenizer, max_length: int, system_prompt: str | None = None
+                        ) -> PreferenceTokens:
+    """Tokenize both sides of every pair; a pair is dropped (and counted) if either side is."""
+    chosen = tokenize_sft([as_sft(r, "chosen") for r in records], tokenizer, max_length, system_prompt)
+    rejected = tokenize_sft([as_sft(r, "rejected") for r in records], tokenizer, max_length, system_prompt)
+    lost = set(chosen.dropped) | set(rejected.dropped)
+    keep_c = [j for j, i in enumerate(i for i in range(len(records)) if i not in set(chosen.dropped)) if i not in lost]
+    keep_r = [j for j, i in enumerate(i for i in range(len(records)) if i not in set(rejected.dropped)) if i not in lost]
+    pick = lambda ts, idx: TokenizedSet([ts.input_ids[j] for j in idx], [ts.labels[j] for j in idx])  # noqa: E731
+    out = PreferenceTokens(pick(chosen, keep_c), pick(rejected, keep_r), sorted(lost))
+    out.chosen.truncated, out.rejected.truncated = chosen.truncated, rejected.truncated
+    return out
+
+
+def pool(sets: list[TokenizedSet] | list[PreferenceTokens]) -> TokenizedSet | PreferenceTokens:
+    """Concatenate clients' tokenized data (the centralized baseline)."""
+    if sets and isinstance(sets[0], PreferenceTokens):
+        return PreferenceTokens(pool([s.chosen for s in sets]), pool([s.rejected for s in sets]))
+    return TokenizedSet([x for s in sets for x in s.input_ids], [y for s in sets for y in s.labels])
+
+
 def tokenize_prompts(records: list[dict], tokenizer, system_prompt: str | None = None) -> list[list[int]]:
     """Prompt ids up to the generation prompt (for generation and preference scoring)."""
     key = "messages" if "messages" in records[0] else "prompt"

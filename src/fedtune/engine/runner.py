@@ -5,17 +5,19 @@ The library entry point behind ``fedtune run`` (and reused by ``fedtune demo``).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from rich.console import Console
 
+from fedtune import adapter_state
 from fedtune.config import RunConfig
 from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.simulation import Simulation, Workspace
 from fedtune.engine.workspace import build_workspace
-from fedtune.models.loader import LoadedModel
+from fedtune.models.loader import LoadedModel, load_model
 from fedtune.report.html import write_report
 
 
@@ -27,12 +29,42 @@ def token_cache_dir() -> Path:
 
 def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | None = None,
                    progress: bool = True, console: Console | None = None,
-                   workspace: Workspace | None = None) -> dict:
-    """Run ``cfg`` and return its summary (also written to ``summary.json``)."""
+                   workspace: Workspace | None = None, initial_adapter=None) -> dict:
+    """Run ``cfg`` and return its summary (also written to ``summary.json``). A config with
+    ``stages`` runs them in order, each starting from the previous stage's global adapter."""
+    if cfg.stages:
+        return run_stages(cfg, resume, loaded, progress, console)
     run_dir = RunDir(cfg.run_dir())
     run_dir.start(cfg, resume)
-    ws = workspace or build_workspace(cfg, loaded, cache_dir=token_cache_dir())
+    ws = workspace or build_workspace(cfg, loaded, cache_dir=token_cache_dir(), initial_adapter=initial_adapter)
     sim = Simulation(cfg, ws, run_dir, Progress(progress, console, label=f"{cfg.name} rounds"))
     summary = sim.run(resume=resume)
     summary["report"] = str(write_report(run_dir.path))
     return summary
+
+
+def run_stages(cfg: RunConfig, resume: bool, loaded: LoadedModel | None, progress: bool,
+               console: Console | None) -> dict:
+    """Multi-stage run (e.g. SFT then DPO): stage i writes <run dir>/stage_i and starts from stage
+    i-1's final global adapter — which, with ``train.reference: start``, is also its DPO reference.
+    On --resume, finished stages (those with a summary.json) are skipped."""
+    root = RunDir(cfg.run_dir())
+    root.start(cfg, resume)
+    loaded = loaded or load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
+    adapter, summaries = None, []
+    for stage in cfg.stage_configs():
+        done = stage.run_dir() / "summary.json"
+        if resume and done.exists():
+            summary = json.loads(done.read_text())
+        else:
+            summary = run_experiment(stage, resume=resume, loaded=loaded, progress=progress, console=console,
+                                     initial_adapter=adapter)
+        adapter = adapter_state.load(stage.run_dir() / "adapter" / "adapter_model.safetensors")
+        summaries.append(summary)
+    final = dict(summaries[-1])
+    final.update({"name": cfg.name, "stages": [s["name"] for s in summaries],
+                  "seconds": sum(s["seconds"] for s in summaries),
+                  "bytes_total": sum(s["bytes_total"] for s in summaries),
+                  "report": summaries[-1]["report"]})
+    root.write_json("summary.json", final)
+    return final

@@ -11,13 +11,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import torch
+
 from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
 from fedtune.client.hooks import ClientStateStore
+from fedtune.client.objectives.preference import reference_logps
+from fedtune.client.objectives.preference_losses import preference_metrics
 from fedtune.client.trainer import LocalData, LocalTrainer
 from fedtune.config import RunConfig
 from fedtune.data.federated import FederatedData
-from fedtune.data.tokenize import TokenizedSet
+from fedtune.data.tokenize import PreferenceTokens, TokenizedSet, pool
 from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.schedule import round_lr, sample_clients
@@ -42,6 +46,7 @@ class Workspace:
     global_test_tokens: TokenizedSet
     initial_adapter: AdapterState
     data_report: dict = field(default_factory=dict)
+    global_test_pairs: PreferenceTokens | None = None  # preference runs: held-out pairs
 
 
 class Simulation:
@@ -51,11 +56,12 @@ class Simulation:
         self.centralized = cfg.algorithm.name == "centralized"
         self.strategy = build_strategy(cfg.algorithm, cfg.federation.num_clients)
         self.store = ClientStateStore(run_dir.clients)
-        self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, self.store, seed=cfg.seed)
+        self.reference = None if cfg.train.reference == "base" else ws.initial_adapter
+        self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, self.store, seed=cfg.seed,
+                                    reference=self.reference)
+        self._reference_test_logps = None
         if self.centralized:
-            pooled = TokenizedSet([x for t in ws.train_tokens for x in t.input_ids],
-                                  [y for t in ws.train_tokens for y in t.labels])
-            self.local_data = [LocalData(0, pooled)]
+            self.local_data = [LocalData(0, pool(ws.train_tokens))]
         else:
             self.local_data = [LocalData(c, t) for c, t in enumerate(ws.train_tokens)]
         self.pad_id = ws.tokenizer.pad_token_id
@@ -176,9 +182,24 @@ class Simulation:
                     "clients": {c: v.get("own", v["global"]) for c, v in per_client.items()}}
         set_adapter(ws.model, global_adapter)
         out = {"global": self._eval_tokens(ws.global_test_tokens, ws.data.global_test)}
+        if ws.global_test_pairs is not None and len(ws.global_test_pairs):
+            out["global"].update(self._reward_accuracy(global_adapter))
         if self.cfg.eval.per_client:
             out["clients"] = {str(c): self._eval_tokens(t) for c, t in enumerate(ws.test_tokens) if len(t)}
         return out
+
+    def _reward_accuracy(self, adapter: AdapterState) -> dict:
+        """Held-out pairs: share whose implicit reward β·(log π − log π_ref) prefers the chosen
+        response, and the mean reward margin."""
+        pairs, pad = self.ws.global_test_pairs, self.pad_id
+        idx = list(range(len(pairs)))
+        if self._reference_test_logps is None:
+            self._reference_test_logps = reference_logps(self.ws.model, pairs, idx, self.reference, pad)
+        policy = reference_logps(self.ws.model, pairs, idx, adapter, pad)
+        beta = self.cfg.train.dpo_beta
+        chosen = torch.tensor([beta * (policy[i][0] - self._reference_test_logps[i][0]) for i in idx])
+        rejected = torch.tensor([beta * (policy[i][1] - self._reference_test_logps[i][1]) for i in idx])
+        return preference_metrics(chosen, rejected)
 
     # ---------------------------------------------------------------------- finish
 

@@ -8,14 +8,19 @@ from fedtune.config import RunConfig
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.federated import FederatedData
 from fedtune.data.suite import build_suite
-from fedtune.data.tokenize import TokenizedSet, tokenize_sft_cached
+from fedtune.adapter_state import AdapterState
+from fedtune.data.tokenize import TokenizedSet, as_sft, tokenize_preference, tokenize_sft_cached
 from fedtune.engine.simulation import Workspace
 from fedtune.models.loader import LoadedModel, load_model
-from fedtune.models.lora import attach_lora, get_adapter
+from fedtune.models.lora import attach_lora, get_adapter, set_adapter
+
+
+def record_kind(cfg: RunConfig) -> str:
+    return "sft" if cfg.train.objective == "sft" else "preference"
 
 
 def build_data(cfg: RunConfig) -> FederatedData:
-    return build_suite(cfg.data.suite, cfg.federation.num_clients, cfg.seed)
+    return build_suite(cfg.data.suite, cfg.federation.num_clients, cfg.seed, kind=record_kind(cfg))
 
 
 def tokenization_report(name: str, split: str, ts: TokenizedSet) -> list[dict]:
@@ -29,29 +34,48 @@ def tokenization_report(name: str, split: str, ts: TokenizedSet) -> list[dict]:
     return rows
 
 
-def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None) -> Workspace:
-    """Load (or reuse) the base model, attach a fresh LoRA seeded by the run seed, build and
-    tokenize the data once. Reusing ``loaded`` lets several runs share one base model."""
+def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None,
+                    initial_adapter: AdapterState | None = None) -> Workspace:
+    """Load (or reuse) the base model, attach a fresh LoRA seeded by the run seed (or start from
+    ``initial_adapter``, e.g. a previous stage's result), build and tokenize the data once.
+    Reusing ``loaded`` lets several runs share one base model.
+
+    Preference data is tokenized as pairs for training; its test sets are tokenized both as SFT
+    records answering with the chosen response (for exact match) and as pairs (reward accuracy)."""
     loaded = loaded or load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     if hasattr(loaded.model, "peft_config"):  # reused by an earlier run: drop its LoRA layers (no merge)
         loaded.model = loaded.model.unload()
     model = attach_lora(loaded.model, cfg.model.lora, seed=cfg.seed)
     loaded.model = model
+    if initial_adapter is not None:
+        set_adapter(model, initial_adapter)
     tok = loaded.tokenizer
     apply_template(tok, getattr(cfg.data, "template", None))
     data = build_data(cfg)
     ml, sp = cfg.data.max_length, cfg.data.system_prompt
 
+    preference = data.kind == "preference"
+
     def tok_set(records):
+        if preference:
+            records = [as_sft(r) for r in records]
         return tokenize_sft_cached(records, tok, ml, sp, cache_dir) if records else TokenizedSet([], [])
 
-    train = [tok_set(c.train) for c in data.clients]
+    if preference:
+        train = [tokenize_preference(c.train, tok, ml, sp) for c in data.clients]
+    else:
+        train = [tok_set(c.train) for c in data.clients]
     test = [tok_set(c.test) for c in data.clients]
     global_test = tok_set(data.global_test)
+    pairs = tokenize_preference(data.global_test, tok, ml, sp) if preference else None
     steps = list(data.report.get("steps", []))
     for c, tr, te in zip(data.clients, train, test):
-        steps += tokenization_report(c.name, "train", tr) + tokenization_report(c.name, "test", te)
+        steps += tokenization_report(c.name, "test", te)
+        if preference:
+            steps += [{"client": c.name, "step": "tokenize.train.pairs", "dropped": len(tr.dropped)}] if tr.dropped else []
+        else:
+            steps += tokenization_report(c.name, "train", tr)
     steps += tokenization_report("global", "test", global_test)
     report = {**data.report, "steps": steps,
               "clients": {c.name: {"train": len(t), "test": len(e)} for c, t, e in zip(data.clients, train, test)}}
-    return Workspace(model, tok, data, train, test, global_test, get_adapter(model), report)
+    return Workspace(model, tok, data, train, test, global_test, get_adapter(model), report, pairs)

@@ -1,7 +1,7 @@
 """Preference-alignment losses: DPO, β-DPO and Dr. DPO, on per-sequence log-probabilities.
 
 Inputs are summed log-probs of each response under the policy and the reference
-(``sequence_logps``); rewards are β·(log π − log π_ref), detached, as in DPO.
+(``objectives.sft.response_logps``); rewards are β·(log π − log π_ref), detached, as in DPO.
 """
 
 from __future__ import annotations
@@ -12,18 +12,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fedtune.data.tokenize import IGNORE
-
-
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of log p(label) per sequence over positions whose label is not -100.
-
-    ``logits[:, t]`` predicts ``labels[:, t + 1]`` (the causal shift happens here), in fp32.
-    """
-    logits, targets = logits[:, :-1].float(), labels[:, 1:]
-    mask = targets != IGNORE
-    token_logps = torch.gather(logits.log_softmax(-1), 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token_logps * mask).sum(-1)
 
 
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, label_smoothing: float = 0.0):
