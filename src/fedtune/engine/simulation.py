@@ -190,7 +190,7 @@ class Simulation:
 
     def _reward_accuracy(self, adapter: AdapterState) -> dict:
         """Held-out pairs: share whose implicit reward β·(log π − log π_ref) prefers the chosen
-        response, and the mean reward margin."""
+        response, the mean reward margin, and the policy's own choice accuracy."""
         pairs, pad = self.ws.global_test_pairs, self.pad_id
         idx = list(range(len(pairs)))
         if self._reference_test_logps is None:
@@ -199,7 +199,10 @@ class Simulation:
         beta = self.cfg.train.dpo_beta
         chosen = torch.tensor([beta * (policy[i][0] - self._reference_test_logps[i][0]) for i in idx])
         rejected = torch.tensor([beta * (policy[i][1] - self._reference_test_logps[i][1]) for i in idx])
-        return preference_metrics(chosen, rejected)
+        # choice_accuracy: the policy itself gives the chosen response the higher likelihood
+        # (comparable across models, unlike rewards, which are relative to the reference).
+        choice = sum(policy[i][0] > policy[i][1] for i in idx) / len(idx)
+        return {**preference_metrics(chosen, rejected), "choice_accuracy": choice}
 
     # ---------------------------------------------------------------------- finish
 
