@@ -117,7 +117,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path, algorithm):
 
     resumed = _cli(["run", str(cfg_path), *sets, "--output", str(cut_dir), "--resume"])
     assert resumed.wait(300) == 0, resumed.stderr.read().decode()[-2000:]
-    name = "adapter/adapter_model.safetensors" if algorithm == "fedavg" else "adapters/client_1/adapter_model.safetensors"
+    name = "adapters/client_1/adapter_model.safetensors" if algorithm == "local" else "adapter/adapter_model.safetensors"
     a, b = load_file(str(ref_dir / name)), load_file(str(cut_dir / name))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = [json.loads(l) for l in (cut_dir / "metrics.jsonl").read_text().splitlines()]
