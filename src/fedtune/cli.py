@@ -153,6 +153,46 @@ def report(
     console.print(f"report written to {write_report(run_dir)}")
 
 
+data_app = typer.Typer(
+    help="Look at a config's federated data before training, or write it out one file per party.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+@user_errors
+def data_inspect(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML; only its model (tokenizer) and data sections are used.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the PNG plots go (default <run dir>/data).")] = None,
+    set: SetOpt = None,
+    debug: DebugOpt = False,
+):
+    """Per-client counts, token-length percentiles, category mix, duplicates and what processing
+    dropped; writes a client x category heatmap and a token-length histogram."""
+    from fedtune.data_command import inspect_data
+
+    _logging(debug)
+    cfg = load_config(config, list(set or []))
+    inspect_data(cfg, output or cfg.run_dir() / "data", console)
+
+
+@data_app.command("split")
+@user_errors
+def data_split(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML (its data section).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for train/<client>.jsonl, test/, global_test.jsonl.")],
+    set: SetOpt = None,
+    debug: DebugOpt = False,
+):
+    """Partition and process the data as a run would, and write one file per client, so that in a
+    real deployment each party gets only its own file (`source: DIR/train` reads it back)."""
+    from fedtune.data_command import split_data
+
+    _logging(debug)
+    split_data(load_config(config, list(set or [])), output, console)
+
+
 def main():  # pragma: no cover - console entry
     app()
 

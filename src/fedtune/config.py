@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -52,8 +52,131 @@ class SuiteConfig(Section):
     forbidden_topic: str | None = None  # a topic whose questions get refusals (safety experiments)
 
 
+class PartitionConfig(Section):
+    """How one pool of records is split into clients (flwr-datasets partitioners; docs/data.md)."""
+
+    # iid | dirichlet (alpha over `by`) | pathological (classes_per_client of `by`) | shard |
+    # size (linear / exponential / explicit sizes) | natural (one client per value of `by`,
+    # or per key of a federated file)
+    # Default: natural for a per-client source (federated file, directory of files), else iid.
+    method: Literal["iid", "dirichlet", "pathological", "shard", "size", "natural"] | None = None
+    by: str = "category"  # the label column (dirichlet/pathological/shard) or client-id column (natural)
+    alpha: float = Field(0.5, gt=0)
+    min_partition_size: int = Field(1, ge=0)  # dirichlet: resample until every client has this many
+    classes_per_client: int = Field(2, ge=1)
+    shards_per_client: int = Field(2, ge=1)
+    size_skew: Literal["linear", "exponential"] = "linear"
+    sizes: list[int] | None = None  # size: explicit records per client (overrides size_skew)
+    seed: int | None = None  # defaults to the run seed
+
+
+class ExactDedupOp(Section):
+    """Drop records whose normalized text (lowercase, whitespace collapsed) was already seen."""
+
+    op: Literal["exact_dedup"]
+    lowercase: bool = True
+
+
+class NearDedupOp(Section):
+    """MinHash-LSH near-duplicate removal (Data-Juicer document_minhash_deduplicator defaults)."""
+
+    op: Literal["near_dedup"]
+    threshold: float = Field(0.7, gt=0, le=1)  # Jaccard similarity
+    num_perm: int = Field(256, ge=16)
+    window: int = Field(5, ge=1)  # word n-gram shingles
+
+
+class LengthOp(Section):
+    """Keep records whose text length in characters is within [min, max]."""
+
+    op: Literal["length"]
+    min: int = Field(0, ge=0)
+    max: int | None = None
+
+
+class TokenLengthOp(Section):
+    """Keep records whose token count (model tokenizer, chat template applied) is within [min, max]."""
+
+    op: Literal["token_length"]
+    min: int = Field(0, ge=0)
+    max: int | None = None
+
+
+class AlnumRatioOp(Section):
+    """Keep records whose share of alphanumeric characters is within [min, max] (Data-Juicer)."""
+
+    op: Literal["alnum_ratio"]
+    min: float = Field(0.25, ge=0, le=1)
+    max: float = Field(1.0, ge=0, le=1)
+
+
+class CharRepetitionOp(Section):
+    """Drop records whose character n-gram repetition ratio exceeds max (Data-Juicer)."""
+
+    op: Literal["char_repetition"]
+    rep_len: int = Field(10, ge=1)
+    max: float = Field(0.5, ge=0, le=1)
+
+
+class FlaggedWordsOp(Section):
+    """Drop records whose share of flagged words exceeds max_ratio (Data-Juicer)."""
+
+    op: Literal["flagged_words"]
+    words: list[str] | None = None  # None = the built-in English list
+    words_file: str | None = None  # one word per line, added to `words`
+    max_ratio: float = Field(0.0, ge=0, le=1)
+
+
+class DifficultyOp(Section):
+    """Score every record with a registered scorer (e.g. IFD) and keep a range or a share."""
+
+    op: Literal["difficulty"]
+    scorer: str = "ifd"
+    min: float | None = None
+    max: float | None = None
+    keep_fraction: float | None = Field(None, gt=0, le=1)  # keep the highest-scoring share
+    batch_size: int = Field(16, ge=1)
+
+
+PipelineOp = Annotated[
+    ExactDedupOp | NearDedupOp | LengthOp | TokenLengthOp | AlnumRatioOp | CharRepetitionOp | FlaggedWordsOp
+    | DifficultyOp,
+    Field(discriminator="op"),
+]
+
+FORMATS = ("auto", "alpaca", "instruction-response", "question-answer", "sharegpt", "messages", "preference",
+           "hh-rlhf")
+
+
 class DataConfig(Section):
+    # None = the built-in suite. Otherwise a file (.json .jsonl .csv .parquet, optionally .gz), a
+    # directory of such files, or a Hugging Face dataset `hf:org/name` (see subset/split/revision).
+    source: str | None = None
+    format: Literal[FORMATS] = "auto"
+    # Your column -> the format's field, e.g. {question: instruction, answer: output}.
+    columns: dict[str, str] = {}
+    subset: str | None = None  # Hugging Face config name
+    split: str = "train"  # Hugging Face split
+    revision: str | None = None
+    limit: int | None = Field(None, ge=1)  # read only the first N records
+    test_source: str | None = None  # a separate held-out global test set (same format)
+    global_test: int | float = 0.1  # else: records (int) or share (float) held out before partitioning
+    test_fraction: float = Field(0.1, ge=0, lt=1)  # per-client local test split
+    partition: PartitionConfig = PartitionConfig()
+    pipeline: list[PipelineOp] = []  # processing applied to every client's training data, in order
+    empty_client: Literal["error", "skip"] = "error"  # a client left with no training record
+    invalid_records: Literal["error", "skip"] = "error"  # a row that is not a valid record: stop, or drop and count
+    template: str | None = None  # None = the model's own chat template; else alpaca, chatml, vicuna
     suite: SuiteConfig = SuiteConfig()
+
+    @field_validator("global_test")
+    @classmethod
+    def _share_or_count(cls, v):
+        if isinstance(v, float) and not 0 <= v < 1:
+            raise ValueError("a share must be in [0, 1); use an int for a count")
+        if isinstance(v, int) and v < 0:
+            raise ValueError("a count must be >= 0")
+        return v
     max_length: int = Field(256, ge=8)  # tokens; longer examples are truncated and counted
     system_prompt: str | None = "Answer with the answer only."
 

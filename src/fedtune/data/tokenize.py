@@ -103,11 +103,12 @@ def as_sft(record: dict, side: str = "chosen") -> dict:
             "category": record.get("category", "")}
 
 
-def tokenize_preference(records: list[dict], tokenizer, max_length: int, system_prompt: str | None = None
-                        ) -> PreferenceTokens:
+def tokenize_preference(records: list[dict], tokenizer, max_length: int, system_prompt: str | None = None,
+                        cache_dir: Path | None = None) -> PreferenceTokens:
     """Tokenize both sides of every pair; a pair is dropped (and counted) if either side is."""
-    chosen = tokenize_sft([as_sft(r, "chosen") for r in records], tokenizer, max_length, system_prompt)
-    rejected = tokenize_sft([as_sft(r, "rejected") for r in records], tokenizer, max_length, system_prompt)
+    chosen = tokenize_sft_cached([as_sft(r, "chosen") for r in records], tokenizer, max_length, system_prompt, cache_dir)
+    rejected = tokenize_sft_cached([as_sft(r, "rejected") for r in records], tokenizer, max_length, system_prompt,
+                                   cache_dir)
     lost = set(chosen.dropped) | set(rejected.dropped)
     keep_c = [j for j, i in enumerate(i for i in range(len(records)) if i not in set(chosen.dropped)) if i not in lost]
     keep_r = [j for j, i in enumerate(i for i in range(len(records)) if i not in set(rejected.dropped)) if i not in lost]

@@ -21,10 +21,9 @@ from fedtune.models.loader import LoadedModel, load_model
 from fedtune.report.html import write_report
 
 
-def token_cache_dir() -> Path:
-    """Where tokenized datasets are cached across runs: $FEDTUNE_CACHE or ~/.cache/fedtune."""
-    root = os.environ.get("FEDTUNE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedtune"
-    return Path(root) / "tokens"
+def cache_dir() -> Path:
+    """Where processed and tokenized datasets are cached across runs: $FEDTUNE_CACHE or ~/.cache/fedtune."""
+    return Path(os.environ.get("FEDTUNE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedtune")
 
 
 def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | None = None,
@@ -36,7 +35,8 @@ def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | N
         return run_stages(cfg, resume, loaded, progress, console)
     run_dir = RunDir(cfg.run_dir())
     run_dir.start(cfg, resume)
-    ws = workspace or build_workspace(cfg, loaded, cache_dir=token_cache_dir(), initial_adapter=initial_adapter)
+    ws = workspace or build_workspace(cfg, loaded, cache_dir=cache_dir(), initial_adapter=initial_adapter)
+    run_dir.write_json("data_report.json", ws.data_report)
     sim = Simulation(cfg, ws, run_dir, Progress(progress, console, label=f"{cfg.name} rounds"))
     summary = sim.run(resume=resume)
     summary["report"] = str(write_report(run_dir.path))

@@ -7,7 +7,8 @@ from pathlib import Path
 from fedtune.config import RunConfig
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.federated import FederatedData
-from fedtune.data.suite import build_suite
+from fedtune.data.build import build_federated_data
+from fedtune.data.ops.difficulty import ScoringContext
 from fedtune.adapter_state import AdapterState
 from fedtune.data.tokenize import TokenizedSet, as_sft, tokenize_preference, tokenize_sft_cached
 from fedtune.engine.simulation import Workspace
@@ -19,8 +20,17 @@ def record_kind(cfg: RunConfig) -> str:
     return "sft" if cfg.train.objective == "sft" else "preference"
 
 
-def build_data(cfg: RunConfig) -> FederatedData:
-    return build_suite(cfg.data.suite, cfg.federation.num_clients, cfg.seed, kind=record_kind(cfg))
+def build_data(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None) -> FederatedData:
+    """The run's federated data. The run follows the data's client count (a natural partition has
+    its own; ``empty_client: skip`` may leave some out)."""
+    context = None
+    if loaded is not None:
+        context = lambda: ScoringContext(loaded.model, loaded.tokenizer, cfg.data.max_length,  # noqa: E731
+                                         cfg.data.system_prompt)
+    data = build_federated_data(cfg, record_kind(cfg), context, cache_dir / "data" if cache_dir else None)
+    if data.num_clients != cfg.federation.num_clients:
+        cfg.federation.num_clients = data.num_clients
+    return data
 
 
 def tokenization_report(name: str, split: str, ts: TokenizedSet) -> list[dict]:
@@ -51,7 +61,8 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
         set_adapter(model, initial_adapter)
     tok = loaded.tokenizer
     apply_template(tok, getattr(cfg.data, "template", None))
-    data = build_data(cfg)
+    data = build_data(cfg, loaded, cache_dir)
+    tokens_dir = cache_dir / "tokens" if cache_dir else None
     ml, sp = cfg.data.max_length, cfg.data.system_prompt
 
     preference = data.kind == "preference"
@@ -59,15 +70,15 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
     def tok_set(records):
         if preference:
             records = [as_sft(r) for r in records]
-        return tokenize_sft_cached(records, tok, ml, sp, cache_dir) if records else TokenizedSet([], [])
+        return tokenize_sft_cached(records, tok, ml, sp, tokens_dir) if records else TokenizedSet([], [])
 
     if preference:
-        train = [tokenize_preference(c.train, tok, ml, sp) for c in data.clients]
+        train = [tokenize_preference(c.train, tok, ml, sp, tokens_dir) for c in data.clients]
     else:
         train = [tok_set(c.train) for c in data.clients]
     test = [tok_set(c.test) for c in data.clients]
     global_test = tok_set(data.global_test)
-    pairs = tokenize_preference(data.global_test, tok, ml, sp) if preference else None
+    pairs = tokenize_preference(data.global_test, tok, ml, sp, tokens_dir) if preference else None
     steps = list(data.report.get("steps", []))
     for c, tr, te in zip(data.clients, train, test):
         steps += tokenization_report(c.name, "test", te)

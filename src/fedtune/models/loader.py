@@ -83,39 +83,57 @@ def tiny_random(tokenizer=None, seed: int = 0) -> LoadedModel:
     return LoadedModel(model.eval(), tok, "tiny-random")
 
 
-def load_model(name: str, gguf_file: str | None = None, revision: str | None = None) -> LoadedModel:
-    """Resolve ``name`` and load model + tokenizer in fp32 on CPU, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    _quiet_transformers()
-    if name == "tiny-random":
-        return tiny_random()
+def _resolve(name: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(directory or HF id, GGUF file name or None) for a model name or alias."""
     if name == "smollm2-135m-instruct":
         root = smollm2_dir()
         if root is None:
             load_smollm2_tokenizer()  # raises the helpful error
-        source, gguf_file = str(root), SMOLLM2_GGUF
-    elif name.endswith(".gguf"):
+        return str(root), SMOLLM2_GGUF
+    if name.endswith(".gguf"):
         path = Path(name)
         if not path.is_file():
             raise ModelLoadError(f"model.name: GGUF file not found: {name}")
-        source, gguf_file = str(path.parent), path.name
-    else:
-        source = name
-        looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 2)[-1]
-        if looks_local and not Path(name).expanduser().exists():
-            raise ModelLoadError(f"model.name: local model directory not found: {name}")
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    if revision:
-        kwargs["revision"] = revision
+        return str(path.parent), path.name
+    looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 2)[-1]
+    if looks_local and not Path(name).expanduser().exists():
+        raise ModelLoadError(f"model.name: local model directory not found: {name}")
+    return name, gguf_file
+
+
+def _from_pretrained(cls, name: str, source: str, what: str, **kwargs):
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+        return cls.from_pretrained(source, **{k: v for k, v in kwargs.items() if v is not None})
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"model.name: cannot load {name!r}: {first}") from None
+        raise ModelLoadError(f"model.name: cannot load {what}{name!r}: {first}") from None
+
+
+def load_tokenizer(name: str, gguf_file: str | None = None, revision: str | None = None):
+    """Only the tokenizer of ``name`` (for data inspection without loading the weights)."""
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    if name == "tiny-random":
+        return load_smollm2_tokenizer()
+    source, gguf_file = _resolve(name, gguf_file)
+    tokenizer = _from_pretrained(AutoTokenizer, name, source, "the tokenizer of ", gguf_file=gguf_file,
+                                 revision=revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, gguf_file: str | None = None, revision: str | None = None) -> LoadedModel:
+    """Resolve ``name`` and load model + tokenizer in fp32 on CPU, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    if name == "tiny-random":
+        return tiny_random()
+    tokenizer = load_tokenizer(name, gguf_file, revision)
+    source, gguf_file = _resolve(name, gguf_file)
+    model = _from_pretrained(AutoModelForCausalLM, name, source, "", gguf_file=gguf_file, revision=revision,
+                             dtype=torch.float32)
     if gguf_file:
         _forget_gguf_quantization(model)
     return LoadedModel(model.eval(), tokenizer, name)

@@ -53,6 +53,23 @@ def _summary_rows(summary: dict) -> list[list]:
     return rows
 
 
+def _data_section(data: dict) -> str:
+    """What the data pipeline kept and dropped: totals per step, then records per client."""
+    if not data:
+        return ""
+    steps: dict[str, list[int]] = {}
+    for row in data.get("steps", []):
+        kept, dropped, changed = steps.setdefault(row["step"], [0, 0, 0])
+        steps[row["step"]] = [kept + row.get("kept", 0), dropped + row.get("dropped", 0), changed + row.get("changed", 0)]
+    clients = data.get("clients", {})
+    shown = list(clients.items())[:50]
+    more = f"<p>… and {len(clients) - len(shown)} more clients.</p>" if len(clients) > len(shown) else ""
+    return (f"<h2>Data</h2><p>source <b>{html.escape(str(data.get('source', 'built-in suite')))}</b>, partition "
+            f"<b>{html.escape(str(data.get('partition', '')))}</b>, {len(clients)} clients.</p>"
+            + _table(["step", "kept", "dropped", "changed"], [[k, *v] for k, v in steps.items()])
+            + _table(["client", "train", "test"], [[name, c.get("train"), c.get("test")] for name, c in shown]) + more)
+
+
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     rows = _read_rows(run_dir)
@@ -81,6 +98,7 @@ def write_report(run_dir: str | Path) -> Path:
 <h2>Summary</h2>{_table(["metric", "value"], _summary_rows(summary))}
 <h2>Per round</h2><div class="grid">{''.join(f for f in figures if f)}</div>
 {_table(["round", "clients", "train loss", "exact match", "test loss", "rejected", "MB", "seconds"], per_round)}
+{_data_section(summary.get("data") or {})}
 <h2>Configuration</h2><details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>
 </body></html>"""
     out = run_dir / "report.html"

@@ -1,0 +1,85 @@
+"""Difficulty scores for records, behind a registry so quality-control methods can plug in theirs.
+
+Built in: ``ifd`` — Instruction-Following Difficulty (Li et al. 2024, "From Quantity to Quality";
+Data-Juicer ``instruction_following_difficulty_filter``): the model's mean cross-entropy on the
+answer given the instruction, divided by its mean cross-entropy on the answer alone. Near 1: the
+instruction does not help the model; well below 1: the answer follows easily from it.
+
+A scorer is ``fn(records, ctx) -> list[float]``; register one with ``@register_scorer("name")``
+and select it with ``{op: difficulty, scorer: name}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from fedtune.client.batching import collate
+from fedtune.client.objectives.sft import response_logps
+from fedtune.data.records import sft_answer
+from fedtune.data.tokenize import IGNORE, as_sft, tokenize_sft
+
+
+@dataclass
+class ScoringContext:
+    """What a scorer may use: the run's model and tokenizer and the tokenization settings."""
+
+    model: object
+    tokenizer: object
+    max_length: int
+    system_prompt: str | None
+    batch_size: int = 16
+
+
+Scorer = Callable[[list[dict], ScoringContext], list[float]]
+SCORERS: dict[str, Scorer] = {}
+
+
+def register_scorer(name: str) -> Callable[[Scorer], Scorer]:
+    def add(fn: Scorer) -> Scorer:
+        SCORERS[name] = fn
+        return fn
+    return add
+
+
+def _last_span_only(labels: list[int]) -> list[int]:
+    """Keep only the last run of label tokens (the final answer of a multi-turn record)."""
+    end = max(i for i, l in enumerate(labels) if l != IGNORE) + 1
+    start = end
+    while start > 0 and labels[start - 1] != IGNORE:
+        start -= 1
+    return [l if start <= i < end else IGNORE for i, l in enumerate(labels)]
+
+
+@torch.no_grad()
+def _mean_ce(model, ids: list[list[int]], labels: list[list[int]], pad_id: int, batch_size: int) -> list[float]:
+    out = []
+    for s in range(0, len(ids), batch_size):
+        batch = collate(ids[s:s + batch_size], labels[s:s + batch_size], pad_id)
+        counts = (batch["labels"][:, 1:] != IGNORE).sum(1).clamp(min=1)
+        out += (-response_logps(model, batch) / counts).tolist()
+    return out
+
+
+@register_scorer("ifd")
+def ifd(records: list[dict], ctx: ScoringContext) -> list[float]:
+    sft = [as_sft(r) if "prompt" in r else r for r in records]
+    cond = tokenize_sft(sft, ctx.tokenizer, ctx.max_length, ctx.system_prompt)
+    scored = [i for i in range(len(sft)) if i not in set(cond.dropped)]  # dropped: no answer token fits
+    answers = [ctx.tokenizer(sft_answer(sft[i]), add_special_tokens=False)["input_ids"][: ctx.max_length]
+               for i in scored]
+    pad = ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None else 0
+    model = ctx.model
+    was_training = model.training
+    model.eval()
+    try:
+        conditioned = _mean_ce(model, cond.input_ids, [_last_span_only(l) for l in cond.labels], pad, ctx.batch_size)
+        alone = _mean_ce(model, answers, answers, pad, ctx.batch_size)
+    finally:
+        model.train(was_training)
+    scores = [float("nan")] * len(sft)  # unscored records are kept; tokenization drops and counts them
+    for i, c, a in zip(scored, conditioned, alone):
+        scores[i] = c / a if a > 0 else 0.0
+    return scores
