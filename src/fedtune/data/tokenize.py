@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 IGNORE = -100
@@ -60,17 +61,27 @@ def response_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int
     return text, spans
 
 
+def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Token ids whose character span lies inside a response; IGNORE elsewhere."""
+    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    a, b = bounds[:, 0], bounds[:, 1]
+    inside = np.zeros(len(ids), dtype=bool)
+    for s, e in spans:
+        inside |= (s <= a) & (b <= e) & (b > a)
+    return np.where(inside, np.asarray(ids, dtype=np.int64), IGNORE).tolist()
+
+
 def tokenize_sft(records: list[dict], tokenizer, max_length: int, system_prompt: str | None = None) -> TokenizedSet:
-    """Tokenize SFT records with labels on every assistant response (incl. its end-of-turn token)."""
+    """Tokenize SFT records with labels on every assistant response (incl. its end-of-turn token).
+
+    All texts go to the (Rust) tokenizer in one batch call."""
     out = TokenizedSet([], [])
-    for idx, rec in enumerate(records):
-        text, spans = response_spans(tokenizer, _with_system(rec["messages"], system_prompt))
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        labels = [
-            tok if any(s <= a and b <= e and b > a for s, e in spans) else IGNORE
-            for tok, (a, b) in zip(ids, offsets)
-        ]
+    if not records:
+        return out
+    rendered = [response_spans(tokenizer, _with_system(rec["messages"], system_prompt)) for rec in records]
+    enc = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
+    for idx, ((_, spans), ids, offsets) in enumerate(zip(rendered, enc["input_ids"], enc["offset_mapping"])):
+        labels = _labels(ids, offsets, spans)
         if len(ids) > max_length:
             out.truncated += 1
             ids, labels = ids[:max_length], labels[:max_length]

@@ -7,6 +7,7 @@ Near: MinHash over word n-gram shingles with datasketch's LSH index (Data-Juicer
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -43,8 +44,16 @@ def minhashes(records: list[dict], num_perm: int, window: int) -> list[MinHash]:
     return MinHash.bulk([_shingles(record_text(rec), window) for rec in records], num_perm=num_perm, seed=1)
 
 
-def near_dedup(records: list[dict], threshold: float = 0.7, num_perm: int = 256, window: int = 5) -> list[bool]:
+@functools.cache
+def _lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's optimal (bands, rows) for ``threshold``: a numerical integration that takes
+    ~0.1 s, so it is done once, not once per client."""
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+def near_dedup(records: list[dict], threshold: float = 0.7, num_perm: int = 256, window: int = 5) -> list[bool]:
+    lsh = MinHashLSH(num_perm=num_perm, params=_lsh_bands(threshold, num_perm))
     keep = []
     for i, m in enumerate(minhashes(records, num_perm, window)):
         duplicate = bool(lsh.query(m))
