@@ -178,3 +178,22 @@ def test_full_public_datasets_load():
     read_drops = sum(r["dropped"] for r in hh.report["steps"] if r["step"].startswith("read."))
     assert sum(len(c.train) + len(c.test) for c in hh.clients) + len(hh.global_test) + read_drops == 2312
     assert 0 < read_drops < 20  # a handful of pairs with an empty answer or differing prompts
+
+
+def test_chatbotpa_style_federated_preference_file_trains_beta_dpo(tmp_path):
+    """FedLLM-Bench Fed-ChatbotPA: {user: [{prompt, chosen, rejected}]} read as natural clients."""
+    from fedtune.engine.runner import run_experiment
+
+    users = {f"user{u}": [{"prompt": f"Say the word number {i} of user {u}.", "chosen": f"word{i}",
+                           "rejected": f"I refuse to say word {i}."} for i in range(6)] for u in range(3)}
+    path = tmp_path / "chatbotpa.json"
+    path.write_text(json.dumps(users))
+    cfg = load_config(None, tiny_overrides(tmp_path, **{"federation.rounds": 1}) + [
+        f"data.source={path}", "train.objective=beta-dpo", "data.global_test=3"])
+    summary = run_experiment(cfg, progress=False)
+    report = json.loads((cfg.run_dir() / "data_report.json").read_text())
+    assert list(report["clients"]) == ["user0", "user1", "user2"]
+    row = json.loads((cfg.run_dir() / "metrics.jsonl").read_text().splitlines()[-1])
+    for client in row["train"].values():  # β-DPO's per-client metrics: β used, pairs kept of each batch of 4
+        assert client["beta_used"] > 0 and client["pairs_kept"] == 3.0
+    assert summary["final"]["global"]["n"] == 3

@@ -104,6 +104,19 @@ def test_beta_dpo_ema_filtering_and_dynamic_beta_by_hand():
     assert state.gap_std == pytest.approx(0.9 * 0.1 * std1 + 0.1 * torch.tensor(m2).std().item())
 
 
+def test_beta_dpo_sampling_survives_margins_far_from_the_running_mean():
+    """|M - M0|/σ ≈ 30: every Gaussian weight is ~1e-200, zero once cast to float32 (multinomial
+    refused it). Shifted weights keep the distribution: the two nearest pairs are kept."""
+    m = [1.00, 1.01, 1.02, 1.50]
+    for seed in range(5):
+        state = BetaDPOState(gap_mean=0.0, gap_std=0.01)
+        _, _, _, info = beta_dpo_loss(*_pairs(m), beta0=0.1, state=state, generator=torch.Generator().manual_seed(seed),
+                                      rho=0.5, a=0.6, gamma=0.9)
+        assert state.gap_std == pytest.approx(0.9 * 0.01 + 0.1 * torch.tensor(m).std().item())
+        assert info["pairs_kept"] == 2
+        assert info["beta_used"] == pytest.approx(0.1 * (1 + 0.6 * (1.005 - state.gap_mean)))
+
+
 def test_beta_dpo_reduces_to_dpo_and_state_round_trips():
     m = [0.5, -1.0, 2.0, 0.1]
     gen = torch.Generator().manual_seed(1)

@@ -60,9 +60,10 @@ def beta_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta
     keep_n = max(1, int(n * (1 - rho)))
     if keep_n < n:
         sigma = max(state.gap_std, 1e-6)  # guard: the authors' code divides by σ directly
-        weights = torch.exp(-0.5 * ((m - state.gap_mean) / sigma) ** 2)
-        if float(weights.sum()) <= 0:
-            weights = torch.ones_like(weights)
+        log_w = -0.5 * ((m - state.gap_mean) / sigma) ** 2
+        # shifted by the max: the same distribution, but it cannot underflow to all zeros when
+        # every margin is far from the running mean (multinomial would refuse it)
+        weights = torch.exp(log_w - log_w.max())
         kept = torch.multinomial(weights.float(), keep_n, replacement=False, generator=generator)
     else:
         kept = torch.arange(n)
