@@ -69,7 +69,7 @@ def test_every_record_is_accounted_for(tmp_path):
         assert len({r["category"] for r in c.train + c.test}) == 1
 
 
-def test_empty_client_is_an_error_or_skipped_with_a_count(tmp_path):
+def test_empty_client_is_an_error_or_skipped_with_a_count(tmp_path, caplog):
     path = fed_file(tmp_path / "fed.json", {"a": 4, "b": 4})
     junk = json.loads(path.read_text())
     junk["b"] = [{"instruction": "!!!!", "response": "????"}] * 3
@@ -81,6 +81,7 @@ def test_empty_client_is_an_error_or_skipped_with_a_count(tmp_path):
     assert [c.name for c in data.clients] == ["a"] and data.clients[0].client_id == 0
     assert {"client": "b", "step": "alnum_ratio", "kept": 0, "dropped": 3} in data.report["steps"]
     assert {"client": "b", "step": "empty_client.skipped", "dropped": 0} in data.report["steps"]
+    assert "client 'b' has no training record left; skipped" in caplog.text
 
 
 def test_second_build_comes_from_the_cache_and_a_changed_file_invalidates_it(tmp_path, monkeypatch):

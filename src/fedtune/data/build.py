@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from fedtune.data.sources import DataError, Table, fingerprint, read_source
 from fedtune.data.suite import build_suite
 
 CACHE_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 def read_records(cfg: RunConfig, source: str, kind: str) -> tuple[list[dict], list[dict], Table, list[dict]]:
@@ -52,6 +54,8 @@ def read_records(cfg: RunConfig, source: str, kind: str) -> tuple[list[dict], li
         table = Table([table.rows[i] for i in keep_idx], [table.where[i] for i in keep_idx],
                       [table.groups[i] for i in keep_idx] if table.groups else None)
     report = [{"client": "source", "step": f"read.{reason}", "dropped": n} for reason, n in reasons.items()]
+    if reasons:
+        log.warning("%s: dropped %d of %d rows: %s", source, sum(reasons.values()), len(rows), dict(reasons))
     if not records:
         raise DataError(f"{source}: no valid record left ({dict(reasons)})")
     return records, kept, table, report
@@ -131,6 +135,7 @@ def _build(cfg: RunConfig, kind: str, context) -> FederatedData:
                 raise DataError(f"data: client {name!r} has no training record after partitioning and processing "
                                 f"({steps or 'empty partition'}); set data.empty_client: skip to leave such clients out")
             report.append({"client": name, "step": "empty_client.skipped", "dropped": 0})
+            log.warning("data: client %r has no training record left; skipped (data.empty_client: skip)", name)
             continue
         rng = random.Random(f"{seed}/{name}/split")
         rng.shuffle(recs)
