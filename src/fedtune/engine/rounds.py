@@ -1,0 +1,225 @@
+"""The round loop both engines share, with the client side left to a ``ClientExecutor``.
+
+One round: the Strategy configures the sampled clients -> the executor gets their updates
+(in this process for the embedded engine; as Flower Messages for the Flower engine) -> every
+update is checked (malformed or non-finite ones are rejected and named) -> the Strategy
+aggregates -> evaluation, the metrics row and the checkpoint go to the run directory.
+``run(resume=True)`` continues from the last checkpoint; ``finish`` writes adapter/ and summary.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from fedtune import adapter_state as ops
+from fedtune.adapter_state import AdapterState
+from fedtune.client.hooks import ClientStateStore
+from fedtune.config import RunConfig
+from fedtune.engine.evaluation import PERSONAL, Evaluator
+from fedtune.engine.progress import Progress
+from fedtune.engine.run_dir import RunDir
+from fedtune.engine.schedule import round_lr, sample_clients
+from fedtune.models.lora import set_adapter
+from fedtune.server.registry import build_strategy
+from fedtune.server.strategy import ClientInstruction, ClientUpdate, Strategy
+from fedtune.server.update_checks import check_update
+
+if TYPE_CHECKING:
+    from fedtune.engine.simulation import Workspace
+
+log = logging.getLogger("fedtune")
+
+
+class RoundFailed(RuntimeError):
+    """Too few sampled clients replied in a round. Nothing of that round was written: the run
+    directory holds the previous checkpoint, and ``--resume`` continues from it."""
+
+
+@dataclass
+class ClientReplies:
+    """What came back for one round's instructions, in instruction order."""
+
+    updates: list[tuple[ClientInstruction, ClientUpdate]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # client id -> why no update arrived
+    rejected: dict[str, str] = field(default_factory=dict)  # client id -> why a reply was unusable
+    senders: dict[int, str] = field(default_factory=dict)  # client id -> who sent it, e.g. "node 42"
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+class ClientExecutor(Protocol):
+    """Runs the sampled clients' local training for one round and returns their replies."""
+
+    def begin(self, first_round: int) -> None:
+        """Called once before the first round this process runs (``first_round`` > 0 on resume)."""
+
+    def execute(self, round: int, work: list[tuple[ClientInstruction, AdapterState]]) -> ClientReplies: ...
+
+
+class RoundLoop:
+    """Round bookkeeping shared by the engines. ``min_replies`` is the number of sampled
+    clients that must reply (valid or not) for a round to count; None means all of them."""
+
+    engine = "embedded"
+
+    def __init__(self, cfg: RunConfig, ws: "Workspace", run_dir: RunDir, executor: ClientExecutor,
+                 progress: Progress | None = None, store: ClientStateStore | None = None,
+                 min_replies: int | None = None, strategy: Strategy | None = None):
+        self.cfg, self.ws, self.run_dir, self.executor = cfg, ws, run_dir, executor
+        self.progress = progress or Progress(enabled=False)
+        self.centralized = cfg.algorithm.name == "centralized"
+        self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients)
+        self.store = store or ClientStateStore(run_dir.clients)
+        self.reference = None if cfg.train.reference == "base" else ws.initial_adapter
+        self.evaluator = Evaluator(cfg, ws, self.store, self.reference)
+        self.min_replies = min_replies
+
+    # --------------------------------------------------------------------- public
+
+    def run(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        start_round, global_adapter = 0, ops.clone(self.ws.initial_adapter)
+        if resume and (ckpt := self.run_dir.load_checkpoint()) is not None:
+            last, global_adapter, strategy_state, _ = ckpt
+            self.strategy.load_state_dict(strategy_state)
+            self.store.rollback(last)
+            self.run_dir.truncate_metrics(last)
+            start_round = last + 1
+            log.info("resuming after round %d", last)
+        elif resume:
+            self.store.rollback(-1)
+            self.run_dir.truncate_metrics(-1)
+        self.executor.begin(start_round)
+        started = time.perf_counter()
+        self.progress.start_rounds(cfg.federation.rounds, start_round)
+        try:
+            for r in range(start_round, cfg.federation.rounds):
+                global_adapter = self.round(r, global_adapter)
+                self.progress.advance_round()
+        finally:
+            self.progress.stop()
+        return self.finish(global_adapter, time.perf_counter() - started)
+
+    def evaluate(self, global_adapter: AdapterState) -> dict:
+        return self.evaluator.evaluate(global_adapter)
+
+    # -------------------------------------------------------------------- a round
+
+    def round(self, r: int, global_adapter: AdapterState) -> AdapterState:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.store.round = r
+        clients = [0] if self.centralized else sample_clients(cfg, r)
+        steps = cfg.train.steps * (cfg.federation.per_round() if self.centralized else 1)
+        lr = round_lr(cfg, r)
+        instructions = self.strategy.configure_round(r, clients, lr, steps, global_adapter)
+        work = [(ins, self._start_adapter(ins, global_adapter)) for ins in instructions]
+
+        replies = self.executor.execute(r, work)
+        self._require_replies(r, instructions, replies)
+        rejected = dict(replies.rejected)
+        updates = []
+        for ins, update in replies.updates:
+            reason = check_update(update, global_adapter)
+            if reason:
+                who = replies.senders.get(ins.client_id)
+                log.warning("round %d: rejected update of client %d%s: %s", r, ins.client_id,
+                            f" ({who})" if who else "", reason)
+                rejected[str(ins.client_id)] = f"{who}: {reason}" if who else reason
+                continue
+            if ins.start_from == "personal":
+                self.store.put(ins.client_id, PERSONAL, update.adapter)
+            updates.append(update)
+        t_train = time.perf_counter() - t0
+
+        if updates:
+            global_adapter = self.strategy.aggregate(r, global_adapter, updates)
+        else:
+            log.warning("round %d: no valid update; the global adapter is kept", r)
+        row = {
+            "round": r,
+            "clients": clients,
+            "lr": lr,
+            "train": {str(u.client_id): u.metrics for u in updates},
+            "train_loss": _weighted_loss(updates),
+            "rejected": rejected,
+            "failed": replies.failed,
+            "bytes_up": replies.bytes_up,
+            "bytes_down": replies.bytes_down,
+            "seconds_train": t_train,
+        }
+        t1 = time.perf_counter()
+        last = r == cfg.federation.rounds - 1
+        if last or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):
+            row["eval"] = self.evaluate(global_adapter)
+        row["seconds_eval"] = time.perf_counter() - t1
+        if last or (r + 1) % cfg.output.checkpoint_every == 0:
+            self.run_dir.save_checkpoint(r, global_adapter, self.strategy.state_dict(), {"algorithm": self.strategy.name})
+            self.store.commit(r)
+        row["seconds"] = time.perf_counter() - t0
+        self.run_dir.append_metrics(row)
+        self.progress.round_done(row)
+        return global_adapter
+
+    def _start_adapter(self, ins: ClientInstruction, global_adapter: AdapterState) -> AdapterState:
+        if ins.start_from == "personal":
+            return self.store.get(ins.client_id, PERSONAL) or global_adapter
+        return global_adapter
+
+    def _require_replies(self, r: int, instructions: list[ClientInstruction], replies: ClientReplies) -> None:
+        sampled = len(instructions)
+        needed = sampled if self.min_replies is None else min(self.min_replies, sampled)
+        got = len(replies.updates) + len(replies.rejected)
+        for cid, why in replies.failed.items():
+            log.warning("round %d: no update from client %s: %s", r, cid, why)
+        if got >= needed:
+            return
+        missing = "; ".join(f"client {c}: {why}" for c, why in replies.failed.items())
+        ckpt = self.run_dir.checkpoints / "LATEST"
+        after = f"after the checkpoint of round {r - 1}" if ckpt.exists() else "before any checkpoint"
+        raise RoundFailed(
+            f"round {r} failed: {got} of {sampled} sampled clients replied, {needed} required "
+            f"(min_replies). Missing: {missing or 'none'}. The run stopped {after}; bring the clients "
+            f"back and resume it to continue from there."
+        )
+
+    # ---------------------------------------------------------------------- finish
+
+    def finish(self, global_adapter: AdapterState, seconds: float) -> dict:
+        rows = self.run_dir.read_metrics()
+        final_eval = next((r["eval"] for r in reversed(rows) if "eval" in r), None)
+        summary = {
+            "name": self.cfg.name,
+            "algorithm": self.cfg.algorithm.name,
+            "model": self.cfg.model.name,
+            "engine": self.engine,
+            "rounds": self.cfg.federation.rounds,
+            "final": final_eval,
+            "seconds": sum(r.get("seconds", 0.0) for r in rows),
+            "bytes_total": sum(r["bytes_up"] + r["bytes_down"] for r in rows),
+            "rejected_updates": sum(len(r.get("rejected", {})) for r in rows),
+            "failed_clients": sum(len(r.get("failed", {})) for r in rows),
+            "data": self.ws.data_report,
+            "adapter": "adapter/",
+        }
+        set_adapter(self.ws.model, global_adapter)
+        self.ws.model.save_pretrained(str(self.run_dir.path / "adapter"))
+        if self.cfg.algorithm.name == "local":
+            for c in range(len(self.ws.train_tokens)):
+                personal = self.store.get(c, PERSONAL)
+                if personal is not None:
+                    set_adapter(self.ws.model, personal)
+                    self.ws.model.save_pretrained(str(self.run_dir.path / "adapters" / f"client_{c}"))
+            summary["adapter"] = "adapters/client_<i>/ (one per client; adapter/ is the untrained start)"
+        self.run_dir.write_json("summary.json", summary)
+        return summary
+
+
+def _weighted_loss(updates: list[ClientUpdate]) -> float | None:
+    total = sum(u.metrics["examples"] for u in updates)
+    if not total:
+        return None
+    return sum(u.metrics["loss"] * u.metrics["examples"] for u in updates) / total
