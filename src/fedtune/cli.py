@@ -14,6 +14,7 @@ from rich.console import Console
 
 from fedtune.config import ConfigError, load_config
 from fedtune.data.records import RecordError
+from fedtune.flower.cli import app as flower_app
 from fedtune.models.loader import ModelLoadError
 
 app = typer.Typer(
@@ -191,6 +192,9 @@ def data_split(
 
     _logging(debug)
     split_data(load_config(config, list(set or [])), output, console)
+
+
+app.add_typer(flower_app, name="flower")  # docs/deployment.md
 
 
 def main():  # pragma: no cover - console entry

@@ -1,0 +1,38 @@
+"""The fedtune ClientApp: decode the instruction, train with our LocalTrainer, reply.
+
+``train`` messages carry the global adapter (ArrayRecord) and the instruction (ConfigRecord);
+the reply carries the trained adapter and extra tensors (ArrayRecords), the example count
+(ConfigRecord) and the training metrics (MetricRecord). ``query.describe`` tells the server
+which client of the federation this node is. No FL logic lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedtune.flower import faults, node_runtime
+from fedtune.flower.node_config import NodeSettings
+from fedtune.flower.wire import decode_instruction, encode_update
+
+logging.getLogger("fedtune").setLevel(logging.INFO)
+app = ClientApp()
+
+
+@app.query("describe")
+def describe(msg: Message, context: Context) -> Message:
+    node = NodeSettings.from_node_config(context.node_config)
+    info = {"client-id": node.client_id, "num-partitions": int(context.node_config.get("num-partitions", 0)),
+            "data-file": str(node.data_file or "")}
+    return Message(RecordDict({"node": ConfigRecord(info)}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    node = NodeSettings.from_node_config(context.node_config)
+    job = decode_instruction(msg.content)
+    update = node_runtime.train(job, node, flower_run_id=context.run_id)
+    update = faults.after_training(node, update)
+    return Message(encode_update(update), reply_to=msg)

@@ -1,0 +1,73 @@
+"""A node's local training data: its own data file, or its partition of the run's data.
+
+With the suite, the partition is built exactly as the embedded engine builds it (same config,
+same seed), so the same client trains on the same examples on every engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fedtune.cache import cache_root
+from fedtune.client.trainer import LocalData
+from fedtune.config import RunConfig
+from fedtune.data.chat_templates import apply_template
+from fedtune.data.build import read_records
+from fedtune.data.ops.difficulty import ScoringContext
+from fedtune.data.ops.pipeline import run_pipeline
+from fedtune.data.tokenize import TokenizedSet, tokenize_preference, tokenize_sft_cached
+from fedtune.models.loader import LoadedModel
+from fedtune.flower.node_config import NodeConfigError, NodeSettings
+
+log = logging.getLogger("fedtune")
+
+
+def file_records(cfg: RunConfig, path: Path, loaded: LoadedModel | None = None) -> list[dict]:
+    """This site's own data file, read like any data source (every format of docs/data.md,
+    ``data.columns``, ``data.invalid_records``) and cleaned by the config's ``data.pipeline``;
+    what is dropped is logged with its count."""
+    records, _, _, report = read_records(cfg, str(path), _kind(cfg))
+    context = None
+    if loaded is not None:
+        context = lambda: ScoringContext(loaded.model, loaded.tokenizer, cfg.data.max_length,  # noqa: E731
+                                         cfg.data.system_prompt)
+    records, steps = run_pipeline(records, cfg.data.pipeline, path.name, context)
+    dropped = {r["step"]: r["dropped"] for r in report + steps if r.get("dropped")}
+    if dropped:
+        log.warning("data-file %s: dropped %s", path, dropped)
+    if not records:
+        raise NodeConfigError(f"data-file {path}: no training record left after processing ({dropped})")
+    return records
+
+
+def local_records(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel | None = None) -> list[dict]:
+    """This node's training records. ``loaded`` is passed on to data processing steps that
+    score records with the model."""
+    if node.data_file is not None:
+        return file_records(cfg, node.data_file, loaded)
+    from fedtune.engine.workspace import build_data  # heavy imports: only nodes without a data file
+
+    data = build_data(cfg, loaded, cache_root())
+    if not 0 <= node.client_id < data.num_clients:
+        raise NodeConfigError(f"client-id {node.client_id} is outside the federation's "
+                              f"{data.num_clients} clients (0..{data.num_clients - 1})")
+    return data.clients[node.client_id].train
+
+
+def local_data(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel) -> LocalData:
+    """Tokenized training data, as the embedded engine's workspace tokenizes it (cached on disk)."""
+    tokenizer = loaded.tokenizer
+    apply_template(tokenizer, getattr(cfg.data, "template", None))
+    records = local_records(cfg, node, loaded)
+    ml, sp, tokens_dir = cfg.data.max_length, cfg.data.system_prompt, cache_root() / "tokens"
+    if _kind(cfg) == "preference":
+        tokens = tokenize_preference(records, tokenizer, ml, sp, tokens_dir)
+    else:
+        tokens = tokenize_sft_cached(records, tokenizer, ml, sp, tokens_dir) if records else TokenizedSet([], [])
+    return LocalData(node.client_id, tokens)
+
+
+def _kind(cfg: RunConfig) -> str:
+    """Record kind of the run (as ``engine.workspace.record_kind``, without its imports)."""
+    return "sft" if cfg.train.objective == "sft" else "preference"

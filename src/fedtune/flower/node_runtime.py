@@ -1,0 +1,84 @@
+"""What a ClientApp process keeps between messages, and one round of local training.
+
+The base model with LoRA is loaded once per process and cached by model config (Flower's
+simulation engine reuses its worker processes, so nodes there load it once; a deployment
+SuperNode starts a fresh ClientApp process per message, so there it is loaded per round).
+Tokenized data is cached in memory per client and on disk across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fedtune.client.hooks import ClientStateStore
+from fedtune.client.trainer import LocalData, LocalTrainer
+from fedtune.config import RunConfig
+from fedtune.flower.node_config import NodeConfigError, NodeSettings
+from fedtune.flower.node_data import local_data
+from fedtune.flower.wire import TrainJob
+from fedtune.models.loader import LoadedModel
+from fedtune.models.lora import attach_lora
+from fedtune.server.strategy import ClientUpdate
+
+_MODELS: dict[str, LoadedModel] = {}  # model config -> the LoRA model and its tokenizer
+_DATA: dict[str, LocalData] = {}  # (data config, node) -> tokenized training data
+
+
+def model_for(cfg: RunConfig) -> LoadedModel:
+    """The LoRA model and tokenizer for ``cfg.model``, loaded on first use in this process."""
+    key = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
+    if key not in _MODELS:
+        from fedtune.models.loader import load_model
+
+        loaded = load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
+        loaded.model = attach_lora(loaded.model, cfg.model.lora, seed=cfg.seed)
+        _MODELS[key] = loaded
+    return _MODELS[key]
+
+
+def data_for(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel) -> LocalData:
+    key = json.dumps([cfg.data.model_dump(mode="json"), cfg.model.name, cfg.seed, cfg.federation.num_clients,
+                      cfg.train.objective, node.client_id, str(node.data_file or "")], sort_keys=True)
+    if key not in _DATA:
+        _DATA[key] = local_data(cfg, node, loaded)
+    return _DATA[key]
+
+
+def state_store(cfg: RunConfig, node: NodeSettings, flower_run_id: int, resumed_from: int) -> ClientStateStore:
+    """Client-side state of this fedtune run. The first message of each Flower run (a new run or
+    a resume) drops state written after the server's checkpoint, as the embedded engine does."""
+    if node.state_dir is not None:
+        root = node.state_dir
+    else:
+        from flwr.supercore.utils import get_flwr_home
+
+        root = get_flwr_home() / "fedtune-node-state"
+    run_key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cfg.name}-{cfg.run_dir().resolve()}")[-120:]
+    store = ClientStateStore(root / run_key / f"node_client_{node.client_id}")  # one root per client
+    marker = store.root / "flower-run-id"
+    if not marker.exists() or marker.read_text().strip() != str(flower_run_id):
+        store.rollback(resumed_from)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(flower_run_id))
+    return store
+
+
+def train(job: TrainJob, node: NodeSettings, flower_run_id: int) -> ClientUpdate:
+    """Run ``job`` with our LocalTrainer on this node's data."""
+    cfg, ins = job.cfg, job.instruction
+    if node.threads:
+        import torch
+
+        torch.set_num_threads(node.threads)
+    if ins.client_id != node.client_id:
+        raise NodeConfigError(f"this node is client {node.client_id} but was asked to train client {ins.client_id}")
+    if cfg.train.reference != "base":
+        raise NodeConfigError("train.reference=start is not supported on the Flower engine yet")
+    loaded = model_for(cfg)
+    data = data_for(cfg, node, loaded)
+    store = state_store(cfg, node, flower_run_id, job.resumed_from)
+    store.round = ins.round
+    trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed)
+    return trainer.train(ins, job.start, data)
+
