@@ -1,13 +1,16 @@
 """Flower's simulation engine (Ray) runs the same ServerApp/ClientApp: `flwr run` against a
-simulation SuperLink gives the embedded engine's final adapter."""
+simulation SuperLink gives the embedded engine's final adapter — for SFT and for β-DPO, whose
+EMA statistics live on the nodes between rounds."""
 
 from __future__ import annotations
 
+import pytest
 from flower_harness import Federation, assert_adapters_close, embedded_run, final_adapter, read_rows, tiny_config
 
 
-def test_simulation_engine_matches_embedded_engine(tmp_path):
-    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run")
+@pytest.mark.parametrize("objective", ["sft", "beta-dpo"])
+def test_simulation_engine_matches_embedded_engine(tmp_path, objective):
+    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{"train.objective": objective})
     with Federation(tmp_path, simulation=True) as fed:
         out = fed.run(config, federation_config={"num-supernodes": 2, "client-resources-num-cpus": 1})
     assert "run finished" in out, out[-3000:]
@@ -15,3 +18,9 @@ def test_simulation_engine_matches_embedded_engine(tmp_path):
     assert_adapters_close(final_adapter(tmp_path / "sim-run"), final_adapter(reference))
     rows = read_rows(tmp_path / "sim-run")
     assert [set(r["train"]) for r in rows] == [{"0", "1"}, {"0", "1"}]
+    if objective == "beta-dpo":  # round 2's β depends on round 1's EMA state kept on each node
+        embedded = read_rows(tmp_path / "embedded-run")
+        for flower_row, embedded_row in zip(rows, embedded):
+            for cid, metrics in flower_row["train"].items():
+                assert metrics["pairs_kept"] == 3.0
+                assert metrics["beta_used"] == pytest.approx(embedded_row["train"][cid]["beta_used"], abs=1e-6)
