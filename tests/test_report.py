@@ -58,3 +58,19 @@ def test_comparison_report(tmp_path):
                                   extra={"base": {"global": {"exact_match": 0.0, "loss": 5.0}}})
     html = out.read_text()
     assert len(_pngs(html)) == 1 and "a/report.html" in html and ">base<" in html
+
+
+def test_report_data_section_totals_each_step(tmp_path):
+    _write_run(tmp_path / "r")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    summary["data"] = {"source": "d.jsonl", "partition": "dirichlet",
+                       "steps": [{"client": "a", "step": "near_dedup", "kept": 8, "dropped": 2},
+                                 {"client": "b", "step": "near_dedup", "kept": 5, "dropped": 1},
+                                 {"client": "a", "step": "tokenize.train.truncated", "changed": 4}],
+                       "clients": {"a": {"train": 7, "test": 1}, "b": {"train": 4, "test": 1}}}
+    (tmp_path / "r" / "summary.json").write_text(json.dumps(summary))
+    html = write_report(tmp_path / "r").read_text()
+    data = html.split("<h2>Data</h2>")[1].split("<h2>")[0]
+    assert "d.jsonl" in data and "dirichlet" in data and "2 clients" in data
+    cells = re.findall(r"<td>([^<]*)</td>", data)
+    assert cells[:4] == ["near_dedup", "13", "3", "0"] and cells[4:8] == ["tokenize.train.truncated", "0", "0", "4"]
