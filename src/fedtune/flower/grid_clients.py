@@ -27,6 +27,7 @@ class FlowerClients:
         self.grid, self.cfg, self.round_timeout, self.node_wait = grid, cfg, round_timeout, node_wait
         self.directory = NodeDirectory(grid, cfg.federation)
         self.resumed_from = -1
+        self.reference: AdapterState | None = None  # sent with every instruction when set (DPO reference: start)
 
     def announce(self) -> None:
         """Ask the connected nodes who they are now; their answers are read at ``begin``."""
@@ -46,7 +47,7 @@ class FlowerClients:
             if node is None:
                 replies.failed[str(ins.client_id)] = "no SuperNode is connected for this client"
                 continue
-            content = encode_instruction(ins, start, self.cfg, self.resumed_from)
+            content = encode_instruction(ins, start, self.cfg, self.resumed_from, self.reference)
             replies.bytes_down += array_bytes(content)
             replies.senders[ins.client_id] = f"node {node}"
             sent.append((ins, node, Message(content, dst_node_id=node, message_type=TRAIN, group_id=str(round))))

@@ -73,12 +73,12 @@ def train(job: TrainJob, node: NodeSettings, flower_run_id: int) -> ClientUpdate
         torch.set_num_threads(node.threads)
     if ins.client_id != node.client_id:
         raise NodeConfigError(f"this node is client {node.client_id} but was asked to train client {ins.client_id}")
-    if cfg.train.reference != "base":
-        raise NodeConfigError("train.reference=start is not supported on the Flower engine yet")
     loaded = model_for(cfg)
     data = data_for(cfg, node, loaded)
     store = state_store(cfg, node, flower_run_id, job.resumed_from)
     store.round = ins.round
-    trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed)
+    if cfg.train.reference == "start" and job.reference is None:
+        raise NodeConfigError("train.reference=start, but the server sent no reference adapter")
+    trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed, reference=job.reference)
     return trainer.train(ins, job.start, data)
 

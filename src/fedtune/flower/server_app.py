@@ -59,8 +59,6 @@ def check_supported(cfg: RunConfig) -> None:
     if cfg.algorithm.name in ("local", "centralized"):
         raise ConfigError(f"algorithm.name={cfg.algorithm.name}: this baseline needs all data or per-client adapters "
                           "in one process; run it with `fedtune run`")
-    if cfg.train.reference != "base":
-        raise ConfigError("train.reference=start is not supported on the Flower engine yet")
 
 
 def run_on_grid(grid: Grid, settings: AppSettings) -> dict:
@@ -76,6 +74,7 @@ def run_on_grid(grid: Grid, settings: AppSettings) -> dict:
     clients = FlowerClients(grid, cfg, settings.round_timeout, settings.node_wait)
     clients.announce()  # nodes start their ClientApps to answer while the workspace is built
     ws = build_workspace(cfg, cache_dir=cache_dir())
+    clients.reference = ws.initial_adapter if cfg.train.reference == "start" else None
     run_dir.write_json("data_report.json", ws.data_report)
     loop = FlowerRounds(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies)
     summary = loop.run(resume=settings.resume)

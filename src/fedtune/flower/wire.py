@@ -18,6 +18,7 @@ from fedtune.config import RunConfig, from_dict
 from fedtune.server.strategy import ClientInstruction, ClientUpdate
 
 ADAPTER = "adapter"
+REFERENCE = "reference"  # the DPO reference adapter (train.reference: start)
 INSTRUCTION = "instruction"
 CONFIG = "config"
 UPDATE = "update"
@@ -37,6 +38,7 @@ class TrainJob:
     instruction: ClientInstruction
     start: AdapterState
     resumed_from: int = -1  # the server's last checkpointed round when this Flower run started
+    reference: AdapterState | None = None  # the DPO reference adapter; None = the base model
 
 
 def _arrays(state: AdapterState) -> ArrayRecord:
@@ -73,9 +75,11 @@ def _record(content: RecordDict, name: str, kind: type):
 # ------------------------------------------------------------------- server -> client
 
 def encode_instruction(ins: ClientInstruction, start: AdapterState, cfg: RunConfig,
-                       resumed_from: int = -1) -> RecordDict:
+                       resumed_from: int = -1, reference: AdapterState | None = None) -> RecordDict:
     content = RecordDict()
     content[ADAPTER] = _arrays(start)
+    if reference is not None:
+        content[REFERENCE] = _arrays(reference)
     content[INSTRUCTION] = ConfigRecord({
         "client-id": ins.client_id, "round": ins.round, "lr": float(ins.lr), "steps": ins.steps,
         "start-from": ins.start_from, "resumed-from": resumed_from, "run-config": json.dumps(cfg.model_dump(mode="json")),
@@ -100,7 +104,9 @@ def decode_instruction(content: RecordDict) -> TrainJob:
         config=dict(_record(content, CONFIG, ConfigRecord)), tensors=_tensors(content),
     )
     start = _record(content, ADAPTER, ArrayRecord).to_torch_state_dict()
-    return TrainJob(cfg, ins, start, _field(rec, "resumed-from", int, where))
+    reference = content.array_records.get(REFERENCE)
+    return TrainJob(cfg, ins, start, _field(rec, "resumed-from", int, where),
+                    reference.to_torch_state_dict() if reference is not None else None)
 
 
 # ------------------------------------------------------------------- client -> server
