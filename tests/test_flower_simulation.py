@@ -28,3 +28,17 @@ def test_simulation_engine_matches_embedded_engine(tmp_path, objective, referenc
             for cid, metrics in flower_row["train"].items():
                 assert metrics["pairs_kept"] == 3.0
                 assert metrics["beta_used"] == pytest.approx(embedded_row["train"][cid]["beta_used"], abs=1e-6)
+
+
+def test_sft_then_dpo_stages_on_flower_match_embedded(tmp_path):
+    """A multi-stage config runs each stage as a run over the same Flower federation; the DPO
+    stage starts from, and is referenced to, the SFT stage's adapter."""
+    stages = '[{train: {objective: sft}}, {train: {objective: dpo, reference: start}, federation: {rounds: 1}}]'
+    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", stages=stages)
+    with Federation(tmp_path, simulation=True) as fed:
+        out = fed.run(config, federation_config={"num-supernodes": 2, "client-resources-num-cpus": 1})
+    assert "run finished" in out, out[-3000:]
+    reference = embedded_run(config, tmp_path / "embedded-run")
+    for stage in ("stage_0", "stage_1"):
+        assert_adapters_close(final_adapter(tmp_path / "sim-run" / stage), final_adapter(reference / stage))
+    assert len(read_rows(tmp_path / "sim-run" / "stage_1")) == 1

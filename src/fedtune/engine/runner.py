@@ -6,11 +6,13 @@ The library entry point behind ``fedtune run`` (and reused by ``fedtune demo``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from fedtune import adapter_state
+from fedtune.adapter_state import AdapterState
 from fedtune.cache import cache_root
 from fedtune.config import RunConfig
 from fedtune.engine.progress import Progress
@@ -32,7 +34,9 @@ def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | N
     """Run ``cfg`` and return its summary (also written to ``summary.json``). A config with
     ``stages`` runs them in order, each starting from the previous stage's global adapter."""
     if cfg.stages:
-        return run_stages(cfg, resume, loaded, progress, console)
+        loaded = loaded or load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
+        return run_stages(cfg, resume, lambda stage, adapter: run_experiment(
+            stage, resume=resume, loaded=loaded, progress=progress, console=console, initial_adapter=adapter))
     run_dir = RunDir(cfg.run_dir())
     run_dir.start(cfg, resume)
     ws = workspace or build_workspace(cfg, loaded, cache_dir=cache_dir(), initial_adapter=initial_adapter)
@@ -43,22 +47,20 @@ def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | N
     return summary
 
 
-def run_stages(cfg: RunConfig, resume: bool, loaded: LoadedModel | None, progress: bool,
-               console: Console | None) -> dict:
+def run_stages(cfg: RunConfig, resume: bool, run_stage: Callable[[RunConfig, AdapterState | None], dict]) -> dict:
     """Multi-stage run (e.g. SFT then DPO): stage i writes <run dir>/stage_i and starts from stage
     i-1's final global adapter — which, with ``train.reference: start``, is also its DPO reference.
+    ``run_stage(stage config, start adapter)`` runs one stage on an engine and returns its summary.
     On --resume, finished stages (those with a summary.json) are skipped."""
     root = RunDir(cfg.run_dir())
     root.start(cfg, resume)
-    loaded = loaded or load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     adapter, summaries = None, []
     for stage in cfg.stage_configs():
         done = stage.run_dir() / "summary.json"
         if resume and done.exists():
             summary = json.loads(done.read_text())
         else:
-            summary = run_experiment(stage, resume=resume, loaded=loaded, progress=progress, console=console,
-                                     initial_adapter=adapter)
+            summary = run_stage(stage, adapter)
         adapter = adapter_state.load(stage.run_dir() / "adapter" / "adapter_model.safetensors")
         summaries.append(summary)
     final = dict(summaries[-1])

@@ -53,27 +53,36 @@ class LogProgress(Progress):
 
 def check_supported(cfg: RunConfig) -> None:
     """Refuse what the Flower engine cannot run yet, with the reason."""
-    if cfg.stages:
-        raise ConfigError("stages: multi-stage configs run on the embedded engine only; run each stage as its own "
-                          "Flower run")
     if cfg.algorithm.name in ("local", "centralized"):
         raise ConfigError(f"algorithm.name={cfg.algorithm.name}: this baseline needs all data or per-client adapters "
                           "in one process; run it with `fedtune run`")
 
 
 def run_on_grid(grid: Grid, settings: AppSettings) -> dict:
-    """One fedtune run over ``grid``; returns the summary (also written to summary.json)."""
-    from fedtune.report.html import write_report
-
+    """One fedtune run over ``grid`` (each stage in turn for a multi-stage config); returns the
+    summary (also written to summary.json)."""
     cfg = settings.run_config()
     check_supported(cfg)
+    if not cfg.stages:
+        return run_single(grid, settings, cfg)
+    from fedtune.engine.runner import run_stages
+    from fedtune.models.loader import load_model
+
+    loaded = load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # shared by the stages
+    return run_stages(cfg, settings.resume, lambda stage, adapter: run_single(grid, settings, stage, loaded, adapter))
+
+
+def run_single(grid: Grid, settings: AppSettings, cfg: RunConfig, loaded=None, initial_adapter=None) -> dict:
+    """One single-stage run of ``cfg`` over ``grid``, starting from ``initial_adapter`` if given."""
+    from fedtune.report.html import write_report
+
     run_dir = RunDir(cfg.run_dir())
     run_dir.start(cfg, settings.resume)
     log.info("fedtune run %r: %d clients, %d rounds, run directory %s", cfg.name, cfg.federation.num_clients,
              cfg.federation.rounds, run_dir.path.resolve())
     clients = FlowerClients(grid, cfg, settings.round_timeout, settings.node_wait)
     clients.announce()  # nodes start their ClientApps to answer while the workspace is built
-    ws = build_workspace(cfg, cache_dir=cache_dir())
+    ws = build_workspace(cfg, loaded, cache_dir=cache_dir(), initial_adapter=initial_adapter)
     clients.reference = ws.initial_adapter if cfg.train.reference == "start" else None
     run_dir.write_json("data_report.json", ws.data_report)
     loop = FlowerRounds(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies)
