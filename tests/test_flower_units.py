@@ -5,6 +5,7 @@ min-replies rule, and the `fedtune flower` commands (dry runs)."""
 from __future__ import annotations
 
 import json
+import pickle
 from types import SimpleNamespace
 
 import pytest
@@ -51,6 +52,25 @@ def test_wire_round_trip_keeps_tensors_fields_and_config():
     assert torch.equal(back.tensors["control_delta"]["layer.lora_B.weight"], torch.full((3, 2), -1.0))
 
 
+def test_wire_packs_each_state_into_one_array_per_dtype_and_restores_it_exactly():
+    from fedtune.flower.wire import decode_update, encode_update
+
+    state = {"b.lora_B.weight": torch.arange(6, dtype=torch.float32).reshape(3, 2),
+             "a.lora_A.weight": torch.randn(4, 5), "scale": torch.tensor(2.5),
+             "half": torch.randn(2, 3).to(torch.bfloat16), "empty": torch.zeros(0, 4)}
+    content = encode_update(ClientUpdate(0, state, 3, {"loss": 1.0, "examples": 2}))
+    assert sorted(content.array_records["adapter"].keys()) == ["bfloat16", "float32"]
+    back = decode_update(content).adapter
+    assert list(back) == list(state)  # order kept
+    for key, tensor in state.items():
+        assert back[key].dtype == tensor.dtype and torch.equal(back[key], tensor), key
+    # Each decoded tensor owns its memory: pickled (as the resident trainer does) it costs its own
+    # bytes, not the whole packed buffer once per tensor.
+    many = {f"layer{i}": torch.randn(32, 32) for i in range(50)}
+    decoded = decode_update(encode_update(ClientUpdate(0, many, 3, {"loss": 1.0, "examples": 2}))).adapter
+    assert len(pickle.dumps(decoded)) < 2 * 50 * 32 * 32 * 4
+
+
 def test_wire_rejects_malformed_content():
     from flwr.app import ConfigRecord, RecordDict
 
@@ -62,6 +82,13 @@ def test_wire_rejects_malformed_content():
     content["update"] = ConfigRecord({"client-id": "zero", "num-examples": 3})
     with pytest.raises(WireError, match="'client-id' has type str"):
         decode_update(content)
+    for layout, error in [('[["layer.lora_A.weight", "float32", [2, 3]]]', "values no tensor of the layout uses"),
+                          ('[["x", "float32", [5, 5]]]', "tensor 'x' \\(float32, \\[5, 5\\]\\) is not in"),
+                          ('[["x", "int8", [1]]]', "tensor 'x'"), ("{", "layout is not JSON")]:
+        content = encode_update(ClientUpdate(0, _adapter(), 3, {"loss": 1.0, "examples": 2}))
+        content["adapter.layout"] = ConfigRecord({"layout": layout})
+        with pytest.raises(WireError, match=error):
+            decode_update(content)
 
 
 def test_app_settings_from_flower_run_config():

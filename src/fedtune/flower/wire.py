@@ -1,7 +1,8 @@
 """Our messages on Flower's wire: a ClientInstruction plus its start adapter, and a ClientUpdate,
 as a ``RecordDict`` of ArrayRecords (tensors), ConfigRecords (fields) and a MetricRecord.
 
-Tensors travel as ArrayRecords built from torch state dicts, never pickles. The instruction
+Tensors travel as ArrayRecords, never pickles: each state dict packed into one flat array per
+dtype, with its layout (key, dtype, shape) in a ConfigRecord beside it. The instruction
 also carries the run's resolved fedtune config (JSON), so a SuperNode needs no config file of
 its own. Decoding validates types and raises ``WireError`` naming the missing or bad field.
 """
@@ -9,8 +10,10 @@ its own. Decoding validates types and raises ``WireError`` naming the missing or
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedtune.adapter_state import AdapterState
@@ -23,6 +26,7 @@ INSTRUCTION = "instruction"
 CONFIG = "config"
 UPDATE = "update"
 METRICS = "metrics"
+LAYOUT = ".layout"  # suffix of the ConfigRecord describing a packed ArrayRecord
 TENSORS = "tensors."  # prefix of named extra tensor groups, e.g. "tensors.server_control"
 
 
@@ -41,12 +45,55 @@ class TrainJob:
     reference: AdapterState | None = None  # the DPO reference adapter; None = the base model
 
 
-def _arrays(state: AdapterState) -> ArrayRecord:
-    return ArrayRecord({k: v.detach().contiguous() for k, v in state.items()})
+def _put_tensors(content: RecordDict, name: str, state: AdapterState) -> None:
+    """Store ``state`` as one flat byte array per dtype (ArrayRecord ``name``) plus its layout
+    (ConfigRecord ``name.layout``: key, dtype, shape per tensor, in order).
+
+    Why packed: Flower moves every Array as its own object with its own request on each hop
+    (SuperLink -> SuperNode -> ClientApp and back), so an adapter of 420 LoRA tensors costs
+    hundreds of round trips per message; one array per dtype costs a few.
+    """
+    groups: dict[str, list[torch.Tensor]] = {}
+    layout = []
+    for key, tensor in state.items():
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        groups.setdefault(dtype, []).append(tensor.detach().reshape(-1))
+        layout.append([key, dtype, list(tensor.shape)])
+    # as raw bytes: numpy, under Flower's Array, has no bfloat16
+    content[name] = ArrayRecord({dtype: torch.cat(parts).view(torch.uint8) for dtype, parts in groups.items()})
+    content[name + LAYOUT] = ConfigRecord({"layout": json.dumps(layout)})
+
+
+def _get_tensors(content: RecordDict, name: str) -> AdapterState:
+    """The state ``_put_tensors`` stored as ``name``; ``WireError`` if arrays and layout disagree."""
+    where = name + LAYOUT
+    flat = {}
+    for dtype, data in _record(content, name, ArrayRecord).to_torch_state_dict().items():
+        kind = getattr(torch, dtype, None)
+        if not isinstance(kind, torch.dtype) or data.dtype != torch.uint8:
+            raise WireError(f"{name}: array {dtype!r} is not the bytes of a torch dtype")
+        flat[dtype] = data.view(kind)
+    try:
+        layout = json.loads(_field(_record(content, where, ConfigRecord), "layout", str, where))
+    except json.JSONDecodeError as e:
+        raise WireError(f"{where}: layout is not JSON: {e}") from None
+    used = dict.fromkeys(flat, 0)
+    state = {}
+    for key, dtype, shape in layout:
+        size = math.prod(shape)
+        if dtype not in flat or used[dtype] + size > flat[dtype].numel():
+            raise WireError(f"{name}: tensor {key!r} ({dtype}, {shape}) is not in the packed arrays")
+        # a copy, not a view: each tensor owns its memory (pickling a view would copy the whole buffer)
+        state[key] = flat[dtype][used[dtype]:used[dtype] + size].view(shape).clone()
+        used[dtype] += size
+    extra = {dtype: flat[dtype].numel() - n for dtype, n in used.items() if flat[dtype].numel() != n}
+    if extra:
+        raise WireError(f"{name}: packed arrays hold values no tensor of the layout uses: {extra}")
+    return state
 
 
 def _tensors(content: RecordDict) -> dict[str, AdapterState]:
-    return {name[len(TENSORS):]: rec.to_torch_state_dict() for name, rec in content.array_records.items()
+    return {name[len(TENSORS):]: _get_tensors(content, name) for name in content.array_records
             if name.startswith(TENSORS)}
 
 
@@ -77,16 +124,16 @@ def _record(content: RecordDict, name: str, kind: type):
 def encode_instruction(ins: ClientInstruction, start: AdapterState, cfg: RunConfig,
                        resumed_from: int = -1, reference: AdapterState | None = None) -> RecordDict:
     content = RecordDict()
-    content[ADAPTER] = _arrays(start)
+    _put_tensors(content, ADAPTER, start)
     if reference is not None:
-        content[REFERENCE] = _arrays(reference)
+        _put_tensors(content, REFERENCE, reference)
     content[INSTRUCTION] = ConfigRecord({
         "client-id": ins.client_id, "round": ins.round, "lr": float(ins.lr), "steps": ins.steps,
         "start-from": ins.start_from, "resumed-from": resumed_from, "run-config": json.dumps(cfg.model_dump(mode="json")),
     })
     content[CONFIG] = ConfigRecord(dict(ins.config))
     for name, tensors in ins.tensors.items():
-        content[TENSORS + name] = _arrays(tensors)
+        _put_tensors(content, TENSORS + name, tensors)
     return content
 
 
@@ -103,22 +150,20 @@ def decode_instruction(content: RecordDict) -> TrainJob:
         start_from=_field(rec, "start-from", str, where),
         config=dict(_record(content, CONFIG, ConfigRecord)), tensors=_tensors(content),
     )
-    start = _record(content, ADAPTER, ArrayRecord).to_torch_state_dict()
-    reference = content.array_records.get(REFERENCE)
-    return TrainJob(cfg, ins, start, _field(rec, "resumed-from", int, where),
-                    reference.to_torch_state_dict() if reference is not None else None)
+    reference = _get_tensors(content, REFERENCE) if REFERENCE in content.array_records else None
+    return TrainJob(cfg, ins, _get_tensors(content, ADAPTER), _field(rec, "resumed-from", int, where), reference)
 
 
 # ------------------------------------------------------------------- client -> server
 
 def encode_update(update: ClientUpdate) -> RecordDict:
     content = RecordDict()
-    content[ADAPTER] = _arrays(update.adapter)
+    _put_tensors(content, ADAPTER, update.adapter)
     content[UPDATE] = ConfigRecord({"client-id": update.client_id, "num-examples": update.num_examples})
     numeric = {k: v for k, v in update.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     content[METRICS] = MetricRecord(numeric)
     for name, tensors in update.tensors.items():
-        content[TENSORS + name] = _arrays(tensors)
+        _put_tensors(content, TENSORS + name, tensors)
     return content
 
 
@@ -129,7 +174,7 @@ def decode_update(content: RecordDict) -> ClientUpdate:
         _field(metrics, key, (int, float), "metrics")
     return ClientUpdate(
         client_id=_field(rec, "client-id", int, "update"),
-        adapter=_record(content, ADAPTER, ArrayRecord).to_torch_state_dict(),
+        adapter=_get_tensors(content, ADAPTER),
         num_examples=_field(rec, "num-examples", int, "update"),
         metrics=metrics, tensors=_tensors(content),
     )
