@@ -20,7 +20,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from fedtune.flower import launch
+from fedtune.flower import launch, resident_trainer
 
 
 def free_port() -> int:
@@ -147,12 +147,19 @@ class Federation:
         self.procs.append(proc)
         return proc
 
-    def add_node(self, client_id: int, private_key: Path | None = None, name: str | None = None, **node_config) -> Proc:
+    def add_node(self, client_id: int, private_key: Path | None = None, name: str | None = None,
+                 resident: bool = False, **node_config) -> Proc:
+        """A SuperNode; with ``resident``, also the site's resident trainer (as `fedtune flower supernode`)."""
+        name = name or f"supernode{client_id}-{len(self.procs)}"
         node_config.setdefault("threads", 1)  # two nodes on two cores: no oversubscription
+        if resident:
+            socket = resident_trainer.new_socket_path()  # the trainer removes it when stopped
+            self._start(f"{name}-trainer", resident_trainer.command(socket)).wait_for(resident_trainer.READY)
+            node_config["trainer-socket"] = str(socket)
         cmd = launch.supernode_command(self.address, client_id, free_port(),
                                        root_certificates=self.tls.ca if self.tls else None,
                                        private_key=private_key, extra_node_config=node_config)
-        proc = self._start(name or f"supernode{client_id}-{len(self.procs)}", cmd)
+        proc = self._start(name, cmd)
         self.nodes[client_id] = proc
         return proc
 

@@ -16,13 +16,19 @@ from fedtune.flower.launch import Tls
 
 
 def test_deployment_matches_embedded_engine(tmp_path):
+    """Each site trains in its resident trainer (as `fedtune flower supernode` runs it), which
+    loads the base model once for both rounds."""
     config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "flower-run")
     with Federation(tmp_path) as fed:
-        fed.add_node(0)
-        fed.add_node(1)
+        fed.add_node(0, resident=True)
+        fed.add_node(1, resident=True)
         out = fed.run(config)
+        trainer_logs = [p.text() for p in fed.procs if p.name.endswith("-trainer")]
     run = tmp_path / "flower-run"
     assert "run finished" in out, out[-3000:]
+    for text in trainer_logs:
+        assert text.count("loading base model") == 1, text[-3000:]
+        assert "round 0 in" in text and "round 1 in" in text, text[-3000:]
     reference = embedded_run(config, tmp_path / "embedded-run")
     assert_adapters_close(final_adapter(run), final_adapter(reference))
 

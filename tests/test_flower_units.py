@@ -234,7 +234,11 @@ def test_flower_cli_prints_offline_commands(tmp_path, monkeypatch):
     data.write_text("{}\n")
     res = runner.invoke(app, ["flower", "supernode", "--client-id", "3", "--data", str(data), "--insecure",
                               "--dry-run"])
-    assert res.exit_code == 0 and f'client-id=3 data-file="{data}"' in res.output.replace("\n", "")
+    out = res.output.replace("\n", "")
+    assert res.exit_code == 0 and f'client-id=3 data-file="{data}"' in out
+    assert "-m fedtune.flower.resident_trainer --socket" in out and "trainer-socket=" in out
+    res = runner.invoke(app, ["flower", "supernode", "--client-id", "3", "--insecure", "--per-message", "--dry-run"])
+    assert res.exit_code == 0 and "resident_trainer" not in res.output and "trainer-socket" not in res.output
     cfg = tmp_path / "c.yaml"
     cfg.write_text("name: cli\nmodel: {name: tiny-random}\nfederation: {num_clients: 3}\n")
     res = runner.invoke(app, ["flower", "run", str(cfg), "--set", "federation.rounds=2", "--dry-run"])

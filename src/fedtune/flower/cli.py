@@ -6,6 +6,7 @@ runtime dependency installation off, and FLWR_HOME in the project (./.flwr by de
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from fedtune.flower import launch
+from fedtune.flower import launch, resident_trainer
 
 app = typer.Typer(
     help=(
@@ -97,12 +98,18 @@ def superlink(
         _show(r)
     if dry_run:
         return
-    proc = subprocess.Popen(cmd, env=env)
-    try:
+    with _background(cmd, env) as proc:
         _register_when_up(registers, env, proc)
         raise typer.Exit(proc.wait())
+
+
+@contextlib.contextmanager
+def _background(cmd: list[str], env: dict):
+    """Run ``cmd`` as a child process for the ``with`` block; terminate it when the block ends."""
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        yield proc
     except KeyboardInterrupt:
-        proc.terminate()
         raise typer.Exit(130) from None
     finally:
         if proc.poll() is None:
@@ -156,12 +163,15 @@ def supernode(
                                                    "set it when several SuperNodes share a machine.")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(
         help="Where client-side algorithm state (e.g. SCAFFOLD) is kept (default: $FLWR_HOME/fedtune-node-state).")] = None,
+    resident: Annotated[bool, typer.Option(
+        "--resident/--per-message", help="Train in a resident process that keeps the base model loaded across "
+        "rounds (default), or in Flower's per-message ClientApp process, which loads the model every round.")] = True,
     flwr_home: HomeOpt = launch.DEFAULT_HOME,
     dry_run: DryOpt = False,
 ):
     """Start a Flower SuperNode for one site: it connects out to the SuperLink and trains there.
 
-    Runs in the foreground; stop it with Ctrl-C. The data never leaves this machine: only LoRA adapters travel.
+    Beside it runs the site's resident trainer (python -m fedtune.flower.resident_trainer), which keeps the base model in memory between rounds; Flower's ClientApp hands it each job over a private local socket. Runs in the foreground; stop it with Ctrl-C. The data never leaves this machine: only LoRA adapters travel.
     """
     if insecure == (root_cert is not None):
         raise typer.BadParameter("pass exactly one of --root-cert CA (TLS) or --insecure (testing only)")
@@ -170,8 +180,21 @@ def supernode(
     extra = {"state-dir": str(state_dir.resolve())} if state_dir else {}
     if threads:
         extra["threads"] = threads
+    env = launch.flower_env(flwr_home)
+    if not resident:
+        _exec(launch.supernode_command(superlink, client_id, port, data, root_cert, auth_key, extra), env, dry_run)
+        return
+    socket = Path("/tmp/fedtune-node-XXXXXXXX/trainer.sock") if dry_run else resident_trainer.new_socket_path()
+    extra["trainer-socket"] = str(socket)
+    trainer_cmd = resident_trainer.command(socket)
     cmd = launch.supernode_command(superlink, client_id, port, data, root_cert, auth_key, extra)
-    _exec(cmd, launch.flower_env(flwr_home), dry_run)
+    _show(trainer_cmd)
+    if dry_run:
+        _show(cmd)
+        return
+    with _background(trainer_cmd, env) as trainer:  # it removes its socket directory when it stops
+        resident_trainer.wait_ready(trainer, socket)
+        _exec(cmd, env, dry_run=False)
 
 
 @app.command()

@@ -3,7 +3,8 @@
 ``train`` messages carry the global adapter (ArrayRecord) and the instruction (ConfigRecord);
 the reply carries the trained adapter and extra tensors (ArrayRecords), the example count
 (ConfigRecord) and the training metrics (MetricRecord). ``query.describe`` tells the server
-which client of the federation this node is. No FL logic lives here.
+which client of the federation this node is. No FL logic lives here. Training runs in this
+process, or in the site's resident trainer when the node config names one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedtune.flower import faults, node_runtime
+from fedtune.flower import faults
 from fedtune.flower.node_config import NodeSettings
 from fedtune.flower.wire import decode_instruction, encode_update
 
@@ -33,6 +34,13 @@ def describe(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     node = NodeSettings.from_node_config(context.node_config)
     job = decode_instruction(msg.content)
-    update = node_runtime.train(job, node, flower_run_id=context.run_id)
+    if node.trainer_socket is not None:  # the site's resident trainer, which keeps the model loaded
+        from fedtune.flower.resident_trainer import train_remote
+
+        update = train_remote(node.trainer_socket, job, node, flower_run_id=context.run_id)
+    else:  # train in this process (loads the model unless this process already has it)
+        from fedtune.flower import node_runtime
+
+        update = node_runtime.train(job, node, flower_run_id=context.run_id)
     update = faults.after_training(node, update)
     return Message(encode_update(update), reply_to=msg)

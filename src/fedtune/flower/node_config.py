@@ -8,6 +8,9 @@
   (default: ``$FLWR_HOME/fedtune-node-state``).
 - ``threads``: torch threads for training (default: torch's choice, all cores); set it when
   several SuperNodes share one machine, so they do not oversubscribe its cores.
+- ``trainer-socket``: the socket of this site's resident trainer (set by ``fedtune flower
+  supernode``), which keeps the base model loaded across rounds; without it each message's
+  ClientApp process trains itself, loading the model anew (see ``resident_trainer``).
 - ``fault-nonfinite``: fault injection for tests and drills (see ``faults``).
 """
 
@@ -27,6 +30,7 @@ class NodeSettings:
     data_file: Path | None = None
     state_dir: Path | None = None
     threads: int | None = None
+    trainer_socket: Path | None = None
     fault_nonfinite: bool = False
 
     @classmethod
@@ -41,10 +45,12 @@ class NodeSettings:
             raise NodeConfigError(f"node config: client-id must be an integer, got {raw!r}") from None
         data_file = node_config.get("data-file") or None
         state_dir = node_config.get("state-dir") or None
+        socket = node_config.get("trainer-socket") or None
         return cls(
             client_id=client_id,
             data_file=Path(str(data_file)).expanduser() if data_file else None,
             state_dir=Path(str(state_dir)).expanduser() if state_dir else None,
             threads=int(node_config["threads"]) if node_config.get("threads") else None,
+            trainer_socket=Path(str(socket)) if socket else None,
             fault_nonfinite=bool(node_config.get("fault-nonfinite", False)),
         )

@@ -2,13 +2,16 @@
 
 The base model with LoRA is loaded once per process and cached by model config (Flower's
 simulation engine reuses its worker processes, so nodes there load it once; a deployment
-SuperNode starts a fresh ClientApp process per message, so there it is loaded per round).
+SuperNode starts a fresh ClientApp process per message, so there the site's resident trainer
+process calls ``train`` and keeps the model instead; see ``resident_trainer``).
 Tokenized data is cached in memory per client and on disk across processes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 
 from fedtune.client.hooks import ClientStateStore
@@ -21,6 +24,7 @@ from fedtune.models.loader import LoadedModel
 from fedtune.models.lora import attach_lora
 from fedtune.server.strategy import ClientUpdate
 
+log = logging.getLogger("fedtune")
 _MODELS: dict[str, LoadedModel] = {}  # model config -> the LoRA model and its tokenizer
 _DATA: dict[str, LocalData] = {}  # (data config, node) -> tokenized training data
 
@@ -31,6 +35,7 @@ def model_for(cfg: RunConfig) -> LoadedModel:
     if key not in _MODELS:
         from fedtune.models.loader import load_model
 
+        log.info("loading base model %s (process %d)", cfg.model.name, os.getpid())
         loaded = load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
         loaded.model = attach_lora(loaded.model, cfg.model.lora, seed=cfg.seed)
         _MODELS[key] = loaded
