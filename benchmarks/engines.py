@@ -1,5 +1,6 @@
 """One small experiment on three engines: embedded, Flower simulation (Ray), and a local
-SuperLink with one SuperNode per client (deployment engine on loopback).
+SuperLink with one SuperNode per client (deployment engine on loopback), the last once with
+Flower's per-message ClientApp processes training and once with a resident trainer per site.
 
 Usage: python benchmarks/engines.py [--model tiny-random|smollm2-135m-instruct] [--rounds 2]
        [--clients 2] [--steps 2]
@@ -25,7 +26,7 @@ import yaml
 from safetensors.torch import load_file
 
 from common import machine
-from fedtune.flower import launch
+from fedtune.flower import launch, resident_trainer
 
 
 class PeakRss:
@@ -104,7 +105,7 @@ def embedded(config: Path, root: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, rss.stop()
 
 
-def flower(config: Path, root: Path, clients: int, simulation: bool) -> tuple[float, float]:
+def flower(config: Path, root: Path, clients: int, simulation: bool, resident: bool = False) -> tuple[float, float]:
     home = root / ".flwr"
     env = launch.flower_env(home)
     port = free_port()
@@ -115,9 +116,14 @@ def flower(config: Path, root: Path, clients: int, simulation: bool) -> tuple[fl
         launch.write_connection(home, "bench", f"127.0.0.1:{port}")
         if not simulation:
             for c in range(clients):
-                threads = {"threads": max(1, (os.cpu_count() or 1) // clients)}  # nodes share this machine
+                node = {"threads": max(1, (os.cpu_count() or 1) // clients)}  # nodes share this machine
+                if resident:  # as `fedtune flower supernode` runs it
+                    socket_path = resident_trainer.new_socket_path()
+                    procs.append(start(resident_trainer.command(socket_path), env, root / f"trainer{c}.log", rss))
+                    resident_trainer.wait_ready(procs[-1], socket_path)
+                    node["trainer-socket"] = str(socket_path)
                 procs.append(start(launch.supernode_command(f"127.0.0.1:{port}", c, free_port(),
-                                                            extra_node_config=threads), env,
+                                                            extra_node_config=node), env,
                                    root / f"supernode{c}.log", rss))
         app = launch.write_app(config, root / "app")
         fed = {"num-supernodes": clients, "client-resources-num-cpus": 1} if simulation else None
@@ -149,11 +155,12 @@ def main():
         "train": {"steps": args.steps, "batch_size": 4, "lr": 1e-2}, "eval": {"every": 0},
     }))
     results = {}
+    per_message, resident = f"flower deployment (SuperLink + {args.clients} SuperNodes)", "  same, resident trainers"
     for folder, name, run in [
         ("embedded", "embedded", lambda r: embedded(config, r)),
         ("simulation", "flower simulation (Ray)", lambda r: flower(config, r, args.clients, simulation=True)),
-        ("deployment", f"flower deployment (SuperLink + {args.clients} SuperNodes)",
-         lambda r: flower(config, r, args.clients, simulation=False)),
+        ("deployment", per_message, lambda r: flower(config, r, args.clients, simulation=False)),
+        ("deployment-resident", resident, lambda r: flower(config, r, args.clients, simulation=False, resident=True)),
     ]:
         root = work / folder
         root.mkdir(parents=True, exist_ok=True)
@@ -166,6 +173,8 @@ def main():
     for name, (seconds, gib, adapter) in results.items():
         diff = max(float((adapter[k] - ref[k]).abs().max()) for k in ref)
         print(f"{name:<45} {seconds:>7.1f} {gib:>12.2f} {diff:>16.2e}")
+    print(f"deployment wall time, resident trainers / per-message ClientApps: "
+          f"{results[resident][0] / results[per_message][0]:.2f}x")
     print(f"run directories under {work}")
 
 
