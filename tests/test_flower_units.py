@@ -254,3 +254,14 @@ def test_offline_environment():
     env = flower_env(base={"PATH": "/usr/bin"})
     assert env["FLWR_TELEMETRY_ENABLED"] == "0" and env["FLWR_DISABLE_UPDATE_CHECK"] == "1"
     assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1" and env["FLWR_HOME"].endswith(".flwr")
+
+
+def test_a_long_lived_node_process_keeps_one_model_at_a_time():
+    from fedtune.flower import node_runtime
+
+    first = load_config(None, ["model.name=tiny-random", "model.lora.r=4"])
+    second = load_config(None, ["model.name=tiny-random", "model.lora.r=8"])
+    a = node_runtime.model_for(first)
+    assert node_runtime.model_for(first) is a  # reused across rounds
+    b = node_runtime.model_for(second)
+    assert b is not a and list(node_runtime._MODELS.values()) == [b]

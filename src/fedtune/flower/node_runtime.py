@@ -25,7 +25,7 @@ from fedtune.models.lora import attach_lora
 from fedtune.server.strategy import ClientUpdate
 
 log = logging.getLogger("fedtune")
-_MODELS: dict[str, LoadedModel] = {}  # model config -> the LoRA model and its tokenizer
+_MODELS: dict[str, LoadedModel] = {}  # model config -> the LoRA model and its tokenizer (the latest only)
 _DATA: dict[str, LocalData] = {}  # (data config, node) -> tokenized training data
 
 
@@ -35,6 +35,7 @@ def model_for(cfg: RunConfig) -> LoadedModel:
     if key not in _MODELS:
         from fedtune.models.loader import load_model
 
+        _MODELS.clear()  # one model at a time: a long-lived process may serve many runs
         log.info("loading base model %s (process %d)", cfg.model.name, os.getpid())
         loaded = load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
         loaded.model = attach_lora(loaded.model, cfg.model.lora, seed=cfg.seed)
