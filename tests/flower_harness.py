@@ -81,6 +81,23 @@ def assert_adapters_close(a: dict, b: dict, atol: float = 1e-5) -> float:
     return worst
 
 
+def stop_local_superlink(flwr_home: Path) -> None:
+    """Stop the simulation SuperLink that `flwr run ... local` started in the background for
+    ``flwr_home`` (Flower keeps it running for later runs), with its children."""
+    import psutil
+
+    home = str(Path(flwr_home).resolve())
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any("flower-superlink" in part for part in proc.info["cmdline"] or []) \
+                    and proc.environ().get("FLWR_HOME") == home:
+                for p in [*proc.children(recursive=True), proc]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+
+
 class Proc:
     def __init__(self, name: str, cmd: list[str], log: Path, env: dict, cwd: Path):
         self.name, self.log = name, log

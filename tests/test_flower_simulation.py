@@ -1,12 +1,20 @@
 """Flower's simulation engine (Ray) runs the same ServerApp/ClientApp: `flwr run` against a
 simulation SuperLink gives the embedded engine's final adapter — for SFT, for β-DPO (whose EMA
 statistics live on the nodes between rounds) and for DPO against the run's start adapter (sent
-by the server with every instruction)."""
+by the server with every instruction). And `flwr run .` runs the repository's own Flower app."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
-from flower_harness import Federation, assert_adapters_close, embedded_run, final_adapter, read_rows, tiny_config
+import yaml
+from flower_harness import (Federation, assert_adapters_close, embedded_run, final_adapter, read_rows,
+                            stop_local_superlink, tiny_config)
+
+from fedtune.flower import launch
 
 
 @pytest.mark.parametrize("objective, reference", [("sft", "base"), ("beta-dpo", "base"), ("dpo", "start")])
@@ -42,3 +50,23 @@ def test_sft_then_dpo_stages_on_flower_match_embedded(tmp_path):
     for stage in ("stage_0", "stage_1"):
         assert_adapters_close(final_adapter(tmp_path / "sim-run" / stage), final_adapter(reference / stage))
     assert len(read_rows(tmp_path / "sim-run" / "stage_1")) == 1
+
+
+def test_flwr_run_dot_runs_the_repository_app(tmp_path):
+    """`flwr run .` in the repository: pyproject.toml's [tool.flwr.app] components, run config
+    and fedtune keys (name, num_clients) on Flower's local simulation engine."""
+    repo = Path(__file__).resolve().parents[1]
+    home, run = tmp_path / ".flwr", tmp_path / "run"
+    env = {**launch.flower_env(home), "HF_HUB_OFFLINE": "1"}
+    overrides = f"model.name=tiny-random; federation.rounds=1; train.steps=1; eval.every=0; output.dir={run}"
+    cmd = launch.flwr_run_command(repo, "local", {"set": overrides}, {"num-supernodes": 2})
+    try:
+        done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    finally:
+        stop_local_superlink(home)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "run finished" in out, out[-3000:]
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["name"] == "flower-demo" and cfg["federation"]["num_clients"] == 2  # from pyproject.toml
+    assert json.loads((run / "summary.json").read_text())["engine"] == "flower"
+    assert [set(r["train"]) for r in read_rows(run)] == [{"0", "1"}]
