@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
-from flower_harness import tiny_config
+from flower_harness import free_port, tiny_config
 
 from fedtune.config import load_config
 from fedtune.flower import resident_trainer
@@ -64,3 +65,34 @@ def test_no_trainer_at_the_socket_is_a_clear_error(tmp_path):
     socket = tmp_path / "trainer.sock"
     with pytest.raises(resident_trainer.ResidentTrainerError, match=f"no resident trainer at {socket}"):
         resident_trainer.train_remote(socket, _job(tmp_path, 0), NodeSettings(client_id=0), flower_run_id=7)
+
+
+def test_terminating_fedtune_flower_supernode_stops_its_supernode_and_trainer(tmp_path):
+    """`kill` of `fedtune flower supernode` (SIGTERM, e.g. from systemd) stops the SuperNode and
+    the resident trainer it started, and the trainer removes its private socket directory."""
+    import re
+    import signal
+    import sys
+    import time
+
+    import psutil
+
+    fedtune = [sys.executable, "-m", "fedtune.cli", "flower", "supernode", "--client-id", "0", "--insecure",
+               "--superlink", f"127.0.0.1:{free_port()}", "--port", str(free_port()),
+               "--flwr-home", str(tmp_path / ".flwr")]
+    proc = subprocess.Popen(fedtune, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        socket = Path(re.search(r"--socket (\S+)", proc.stdout.readline()).group(1))
+        deadline = time.monotonic() + 60
+        while len(psutil.Process(proc.pid).children()) < 2 or not socket.exists():  # trainer up, then node
+            assert time.monotonic() < deadline and proc.poll() is None, "supernode or trainer did not start"
+            time.sleep(0.2)
+        children = psutil.Process(proc.pid).children()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, [p.cmdline() for p in alive]
+        assert not socket.parent.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -42,14 +43,37 @@ def _show(cmd: list[str]) -> None:
 
 
 def _exec(cmd: list[str], env: dict, dry_run: bool) -> None:
-    """Print ``cmd`` and run it in the foreground until it exits (Ctrl-C stops it)."""
+    """Print ``cmd`` and run it in the foreground until it exits (Ctrl-C or SIGTERM stops it)."""
     _show(cmd)
     if dry_run:
         return
+    with _background(cmd, env) as proc:
+        raise typer.Exit(proc.wait())
+
+
+@contextlib.contextmanager
+def _background(cmd: list[str], env: dict):
+    """Run ``cmd`` as a child process for the ``with`` block and stop it when the block ends,
+    also when this process gets Ctrl-C or SIGTERM (so `kill` of fedtune leaves no orphans)."""
+    proc = subprocess.Popen(cmd, env=env)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        raise typer.Exit(subprocess.call(cmd, env=env))
+        yield proc
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise typer.Exit(128 + signal.SIGTERM)
 
 
 @app.command()
@@ -101,20 +125,6 @@ def superlink(
     with _background(cmd, env) as proc:
         _register_when_up(registers, env, proc)
         raise typer.Exit(proc.wait())
-
-
-@contextlib.contextmanager
-def _background(cmd: list[str], env: dict):
-    """Run ``cmd`` as a child process for the ``with`` block; terminate it when the block ends."""
-    proc = subprocess.Popen(cmd, env=env)
-    try:
-        yield proc
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
 
 
 def _public_keys(paths: list[Path]) -> list[Path]:
