@@ -247,6 +247,11 @@ class TrainConfig(Section):
     optimizer_state: Literal["fresh", "persist"] = "fresh"  # AdamW state reset each round, or kept per client
     threads: int | None = None  # torch intra-op threads; None = torch's default
 
+    @property
+    def record_kind(self) -> str:
+        """The records this objective trains on: "sft" examples or "preference" pairs."""
+        return "sft" if self.objective == "sft" else "preference"
+
 
 class EvalConfig(Section):
     every: int = Field(1, ge=0)  # rounds between evaluations; 0 = only at the end

@@ -187,6 +187,15 @@ def load_tokenized(path: Path) -> TokenizedSet:
                         int(t["truncated"]), t["dropped"].tolist())
 
 
+def tokenize_train(records: list[dict], kind: str, tokenizer, max_length: int, system_prompt: str | None,
+                   cache_dir: Path | None) -> TokenizedSet | PreferenceTokens:
+    """A client's training set: preference pairs, or SFT examples (cached on disk)."""
+    if kind == "preference":
+        return tokenize_preference(records, tokenizer, max_length, system_prompt, cache_dir)
+    return tokenize_sft_cached(records, tokenizer, max_length, system_prompt, cache_dir) if records \
+        else TokenizedSet([], [])
+
+
 def tokenize_sft_cached(records, tokenizer, max_length, system_prompt, cache_dir: Path | None) -> TokenizedSet:
     """``tokenize_sft`` with a content-addressed safetensors cache (reused across runs)."""
     if cache_dir is None:

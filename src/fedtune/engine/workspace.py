@@ -8,26 +8,19 @@ from fedtune.config import RunConfig
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.federated import FederatedData
 from fedtune.data.build import build_federated_data
-from fedtune.data.ops.difficulty import ScoringContext
+from fedtune.data.ops.difficulty import scoring_context
 from fedtune.adapter_state import AdapterState
-from fedtune.data.tokenize import TokenizedSet, as_sft, tokenize_preference, tokenize_sft_cached
+from fedtune.data.tokenize import TokenizedSet, as_sft, tokenize_preference, tokenize_train
 from fedtune.engine.simulation import Workspace
 from fedtune.models.loader import LoadedModel, load_model
 from fedtune.models.lora import attach_lora, get_adapter, set_adapter
 
 
-def record_kind(cfg: RunConfig) -> str:
-    return "sft" if cfg.train.objective == "sft" else "preference"
-
-
 def build_data(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None) -> FederatedData:
     """The run's federated data. The run follows the data's client count (a natural partition has
     its own; ``empty_client: skip`` may leave some out)."""
-    context = None
-    if loaded is not None:
-        context = lambda: ScoringContext(loaded.model, loaded.tokenizer, cfg.data.max_length,  # noqa: E731
-                                         cfg.data.system_prompt)
-    data = build_federated_data(cfg, record_kind(cfg), context, cache_dir / "data" if cache_dir else None)
+    data = build_federated_data(cfg, cfg.train.record_kind, scoring_context(loaded, cfg.data),
+                                cache_dir / "data" if cache_dir else None)
     if data.num_clients != cfg.federation.num_clients:
         cfg.federation.num_clients = data.num_clients
     return data
@@ -67,15 +60,10 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
 
     preference = data.kind == "preference"
 
-    def tok_set(records):
-        if preference:
-            records = [as_sft(r) for r in records]
-        return tokenize_sft_cached(records, tok, ml, sp, tokens_dir) if records else TokenizedSet([], [])
+    def tok_set(records):  # SFT examples; a preference pair answers with its chosen response
+        return tokenize_train([as_sft(r) for r in records] if preference else records, "sft", tok, ml, sp, tokens_dir)
 
-    if preference:
-        train = [tokenize_preference(c.train, tok, ml, sp, tokens_dir) for c in data.clients]
-    else:
-        train = [tok_set(c.train) for c in data.clients]
+    train = [tokenize_train(c.train, data.kind, tok, ml, sp, tokens_dir) for c in data.clients]
     test = [tok_set(c.test) for c in data.clients]
     global_test = tok_set(data.global_test)
     pairs = tokenize_preference(data.global_test, tok, ml, sp, tokens_dir) if preference else None

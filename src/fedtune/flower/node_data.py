@@ -14,9 +14,9 @@ from fedtune.client.trainer import LocalData
 from fedtune.config import RunConfig
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.build import read_records
-from fedtune.data.ops.difficulty import ScoringContext
+from fedtune.data.ops.difficulty import scoring_context
 from fedtune.data.ops.pipeline import run_pipeline
-from fedtune.data.tokenize import TokenizedSet, tokenize_preference, tokenize_sft_cached
+from fedtune.data.tokenize import tokenize_train
 from fedtune.models.loader import LoadedModel
 from fedtune.flower.node_config import NodeConfigError, NodeSettings
 
@@ -27,12 +27,8 @@ def file_records(cfg: RunConfig, path: Path, loaded: LoadedModel | None = None) 
     """This site's own data file, read like any data source (every format of docs/data.md,
     ``data.columns``, ``data.invalid_records``) and cleaned by the config's ``data.pipeline``;
     what is dropped is logged with its count."""
-    records, _, _, report = read_records(cfg, str(path), _kind(cfg))
-    context = None
-    if loaded is not None:
-        context = lambda: ScoringContext(loaded.model, loaded.tokenizer, cfg.data.max_length,  # noqa: E731
-                                         cfg.data.system_prompt)
-    records, steps = run_pipeline(records, cfg.data.pipeline, path.name, context)
+    records, _, _, report = read_records(cfg, str(path), cfg.train.record_kind)
+    records, steps = run_pipeline(records, cfg.data.pipeline, path.name, scoring_context(loaded, cfg.data))
     dropped = {r["step"]: r["dropped"] for r in report + steps if r.get("dropped")}
     if dropped:
         log.warning("data-file %s: dropped %s", path, dropped)
@@ -60,14 +56,6 @@ def local_data(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel) -> Local
     tokenizer = loaded.tokenizer
     apply_template(tokenizer, getattr(cfg.data, "template", None))
     records = local_records(cfg, node, loaded)
-    ml, sp, tokens_dir = cfg.data.max_length, cfg.data.system_prompt, cache_root() / "tokens"
-    if _kind(cfg) == "preference":
-        tokens = tokenize_preference(records, tokenizer, ml, sp, tokens_dir)
-    else:
-        tokens = tokenize_sft_cached(records, tokenizer, ml, sp, tokens_dir) if records else TokenizedSet([], [])
+    tokens = tokenize_train(records, cfg.train.record_kind, tokenizer, cfg.data.max_length, cfg.data.system_prompt,
+                            cache_root() / "tokens")
     return LocalData(node.client_id, tokens)
-
-
-def _kind(cfg: RunConfig) -> str:
-    """Record kind of the run (as ``engine.workspace.record_kind``, without its imports)."""
-    return "sft" if cfg.train.objective == "sft" else "preference"

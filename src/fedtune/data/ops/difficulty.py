@@ -33,6 +33,14 @@ class ScoringContext:
     batch_size: int = 16
 
 
+def scoring_context(loaded, data_cfg) -> Callable[[], ScoringContext] | None:
+    """A lazy ScoringContext for the run's model (``loaded``, a LoadedModel) and data settings;
+    None without a model."""
+    if loaded is None:
+        return None
+    return lambda: ScoringContext(loaded.model, loaded.tokenizer, data_cfg.max_length, data_cfg.system_prompt)
+
+
 Scorer = Callable[[list[dict], ScoringContext], list[float]]
 SCORERS: dict[str, Scorer] = {}
 
