@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,12 +61,6 @@ class PeakRss:
         return self.peak / 2**30
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(cmd, env, log: Path, rss: PeakRss) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     rss.roots.append(proc.pid)
@@ -108,7 +101,7 @@ def embedded(config: Path, root: Path) -> tuple[float, float]:
 def flower(config: Path, root: Path, clients: int, simulation: bool, resident: bool = False) -> tuple[float, float]:
     home = root / ".flwr"
     env = launch.flower_env(home)
-    port = free_port()
+    port = launch.free_port()
     rss, t0, procs = PeakRss(), time.perf_counter(), []
     try:
         procs.append(start(launch.superlink_command(port=port, simulation=simulation), env, root / "superlink.log", rss))
@@ -122,7 +115,7 @@ def flower(config: Path, root: Path, clients: int, simulation: bool, resident: b
                     procs.append(start(resident_trainer.command(socket_path), env, root / f"trainer{c}.log", rss))
                     resident_trainer.wait_ready(procs[-1], socket_path)
                     node["trainer-socket"] = str(socket_path)
-                procs.append(start(launch.supernode_command(f"127.0.0.1:{port}", c, free_port(),
+                procs.append(start(launch.supernode_command(f"127.0.0.1:{port}", c, launch.free_port(),
                                                             extra_node_config=node), env,
                                    root / f"supernode{c}.log", rss))
         app = launch.write_app(config, root / "app")

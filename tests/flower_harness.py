@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,12 +20,6 @@ import yaml
 from safetensors.torch import load_file
 
 from fedtune.flower import launch, resident_trainer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(path: Path, overrides: dict) -> Path:
@@ -143,7 +136,7 @@ class Federation:
         self.home = root / ".flwr"
         self.env = launch.flower_env(self.home)
         self.env["HF_HUB_OFFLINE"] = "1"
-        self.port = free_port()
+        self.port = launch.free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[Proc] = []
         self.nodes: dict[int, Proc] = {}
@@ -173,7 +166,7 @@ class Federation:
             socket = resident_trainer.new_socket_path()  # the trainer removes it when stopped
             self._start(f"{name}-trainer", resident_trainer.command(socket)).wait_for(resident_trainer.READY)
             node_config["trainer-socket"] = str(socket)
-        cmd = launch.supernode_command(self.address, client_id, free_port(),
+        cmd = launch.supernode_command(self.address, client_id, launch.free_port(),
                                        root_certificates=self.tls.ca if self.tls else None,
                                        private_key=private_key, extra_node_config=node_config)
         proc = self._start(name, cmd)
