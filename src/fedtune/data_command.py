@@ -10,7 +10,7 @@ from rich.table import Table
 
 from fedtune.config import RunConfig
 from fedtune.data.chat_templates import apply_template
-from fedtune.data.federated import FederatedData
+from fedtune.data.federated import FederatedData, step_totals
 from fedtune.data.inspection import client_stats, plot_heatmap, plot_token_histogram
 from fedtune.data.ops.pipeline import NEEDS_MODEL
 from fedtune.data.split_files import write_split
@@ -33,16 +33,12 @@ def load_data(cfg: RunConfig) -> tuple[FederatedData, object]:
 
 
 def _dropped_by_step(data: FederatedData) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for row in data.report.get("steps", []):
-        if row.get("dropped"):
-            out[row["step"]] = out.get(row["step"], 0) + row["dropped"]
-    return out
+    return {step: t["dropped"] for step, t in step_totals(data.report.get("steps", [])).items() if t["dropped"]}
 
 
 def inspect_data(cfg: RunConfig, out_dir: Path, console: Console) -> dict:
     data, tokenizer = load_data(cfg)
-    stats = client_stats(data, tokenizer, cfg.data.max_length, cfg.data.system_prompt, cache_dir() / "tokens")
+    stats = client_stats(data, tokenizer, cfg.data.system_prompt, cache_dir() / "tokens")
     table = Table(title=f"{cfg.data.source or 'built-in suite'}: {data.num_clients} clients, {data.kind} records")
     for col in ("client", "train", "test", "dropped", "duplicates", "tokens p50", "p90", "max", "top categories"):
         table.add_column(col, justify="left" if col in ("client", "top categories") else "right")

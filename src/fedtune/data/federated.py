@@ -8,6 +8,16 @@ from dataclasses import dataclass, field
 from fedtune.data.records import RecordKind
 
 
+def step_totals(steps: list[dict]) -> dict[str, dict[str, int]]:
+    """Report rows summed over clients: step -> {"kept", "dropped", "changed"}, in first-seen order."""
+    totals: dict[str, dict[str, int]] = {}
+    for row in steps:
+        total = totals.setdefault(row["step"], {"kept": 0, "dropped": 0, "changed": 0})
+        for key in total:
+            total[key] += row.get(key, 0)
+    return totals
+
+
 @dataclass
 class ClientData:
     client_id: int

@@ -31,7 +31,7 @@ class ClientStats:
         return int(np.percentile(self.tokens, q)) if self.tokens else 0
 
 
-def client_stats(data: FederatedData, tokenizer, max_length: int, system_prompt: str | None,
+def client_stats(data: FederatedData, tokenizer, system_prompt: str | None,
                  cache_dir: Path | None = None) -> list[ClientStats]:
     dropped = Counter()
     for row in data.report.get("steps", []):

@@ -8,6 +8,7 @@ import html
 import json
 from pathlib import Path
 
+from fedtune.data.federated import step_totals
 from fedtune.report import plots
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
@@ -57,16 +58,13 @@ def _data_section(data: dict) -> str:
     """What the data pipeline kept and dropped: totals per step, then records per client."""
     if not data:
         return ""
-    steps: dict[str, list[int]] = {}
-    for row in data.get("steps", []):
-        kept, dropped, changed = steps.setdefault(row["step"], [0, 0, 0])
-        steps[row["step"]] = [kept + row.get("kept", 0), dropped + row.get("dropped", 0), changed + row.get("changed", 0)]
+    steps = step_totals(data.get("steps", []))
     clients = data.get("clients", {})
     shown = list(clients.items())[:50]
     more = f"<p>… and {len(clients) - len(shown)} more clients.</p>" if len(clients) > len(shown) else ""
     return (f"<h2>Data</h2><p>source <b>{html.escape(str(data.get('source', 'built-in suite')))}</b>, partition "
             f"<b>{html.escape(str(data.get('partition', '')))}</b>, {len(clients)} clients.</p>"
-            + _table(["step", "kept", "dropped", "changed"], [[k, *v] for k, v in steps.items()])
+            + _table(["step", "kept", "dropped", "changed"], [[k, *t.values()] for k, t in steps.items()])
             + _table(["client", "train", "test"], [[name, c.get("train"), c.get("test")] for name, c in shown]) + more)
 
 
