@@ -8,13 +8,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fedtune.cache import cache_root
 from fedtune.config import RunConfig
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.federated import FederatedData, step_totals
 from fedtune.data.inspection import client_stats, plot_heatmap, plot_token_histogram
 from fedtune.data.ops.pipeline import NEEDS_MODEL
 from fedtune.data.split_files import write_split
-from fedtune.engine.runner import cache_dir
 from fedtune.engine.workspace import build_data
 from fedtune.models.loader import load_model, load_tokenizer
 
@@ -29,7 +29,7 @@ def load_data(cfg: RunConfig) -> tuple[FederatedData, object]:
     else:
         loaded, tokenizer = None, load_tokenizer(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     apply_template(tokenizer, cfg.data.template)
-    return build_data(cfg, loaded, cache_dir()), tokenizer
+    return build_data(cfg, loaded, cache_root()), tokenizer
 
 
 def _dropped_by_step(data: FederatedData) -> dict[str, int]:
@@ -38,7 +38,7 @@ def _dropped_by_step(data: FederatedData) -> dict[str, int]:
 
 def inspect_data(cfg: RunConfig, out_dir: Path, console: Console) -> dict:
     data, tokenizer = load_data(cfg)
-    stats = client_stats(data, tokenizer, cfg.data.system_prompt, cache_dir() / "tokens")
+    stats = client_stats(data, tokenizer, cfg.data.system_prompt, cache_root() / "tokens")
     table = Table(title=f"{cfg.data.source or 'built-in suite'}: {data.num_clients} clients, {data.kind} records")
     for col in ("client", "train", "test", "dropped", "duplicates", "tokens p50", "p90", "max", "top categories"):
         table.add_column(col, justify="left" if col in ("client", "top categories") else "right")

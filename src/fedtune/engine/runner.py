@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 from rich.console import Console
 
@@ -23,11 +22,6 @@ from fedtune.models.loader import LoadedModel, load_model
 from fedtune.report.html import write_report
 
 
-def cache_dir() -> Path:
-    """Where processed and tokenized datasets are cached across runs: $FEDTUNE_CACHE or ~/.cache/fedtune."""
-    return cache_root()
-
-
 def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | None = None,
                    progress: bool = True, console: Console | None = None,
                    workspace: Workspace | None = None, initial_adapter=None) -> dict:
@@ -39,7 +33,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | N
             stage, resume=resume, loaded=loaded, progress=progress, console=console, initial_adapter=adapter))
     run_dir = RunDir(cfg.run_dir())
     run_dir.start(cfg, resume)
-    ws = workspace or build_workspace(cfg, loaded, cache_dir=cache_dir(), initial_adapter=initial_adapter)
+    ws = workspace or build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
     run_dir.write_json("data_report.json", ws.data_report)
     sim = Simulation(cfg, ws, run_dir, Progress(progress, console, label=f"{cfg.name} rounds"))
     summary = sim.run(resume=resume)

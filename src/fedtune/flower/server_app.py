@@ -14,11 +14,11 @@ import logging
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedtune.cache import cache_root
 from fedtune.config import ConfigError, RunConfig
 from fedtune.engine.progress import Progress
 from fedtune.engine.rounds import RoundLoop
 from fedtune.engine.run_dir import RunDir
-from fedtune.engine.runner import cache_dir
 from fedtune.engine.workspace import build_workspace
 from fedtune.flower.app_config import AppSettings
 from fedtune.flower.grid_clients import FlowerClients
@@ -82,7 +82,7 @@ def run_single(grid: Grid, settings: AppSettings, cfg: RunConfig, loaded=None, i
              cfg.federation.rounds, run_dir.path.resolve())
     clients = FlowerClients(grid, cfg, settings.round_timeout, settings.node_wait)
     clients.announce()  # nodes start their ClientApps to answer while the workspace is built
-    ws = build_workspace(cfg, loaded, cache_dir=cache_dir(), initial_adapter=initial_adapter)
+    ws = build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
     clients.reference = ws.initial_adapter if cfg.train.reference == "start" else None
     run_dir.write_json("data_report.json", ws.data_report)
     loop = FlowerRounds(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies)
