@@ -73,8 +73,7 @@ class RoundLoop:
         self.centralized = cfg.algorithm.name == "centralized"
         self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients)
         self.store = store or ClientStateStore(run_dir.clients)
-        self.reference = None if cfg.train.reference == "base" else ws.initial_adapter
-        self.evaluator = Evaluator(cfg, ws, self.store, self.reference)
+        self.evaluator = Evaluator(cfg, ws, self.store, ws.dpo_reference(cfg.train))
         self.min_replies = min_replies
 
     # --------------------------------------------------------------------- public

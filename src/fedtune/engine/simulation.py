@@ -7,23 +7,19 @@ checkpoints, resume) is the shared ``RoundLoop``; this module adds the in-proces
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
 from fedtune.client.hooks import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
-from fedtune.config import RunConfig
+from fedtune.config import RunConfig, TrainConfig
 from fedtune.data.federated import FederatedData
 from fedtune.data.tokenize import PreferenceTokens, TokenizedSet, pool
-from fedtune.engine.evaluation import PERSONAL  # noqa: F401  (re-exported for older imports)
 from fedtune.engine.progress import Progress
 from fedtune.engine.rounds import ClientReplies, RoundLoop
 from fedtune.engine.run_dir import RunDir
 from fedtune.server.strategy import ClientInstruction
-
-log = logging.getLogger("fedtune")
 
 
 @dataclass
@@ -39,6 +35,11 @@ class Workspace:
     initial_adapter: AdapterState
     data_report: dict = field(default_factory=dict)
     global_test_pairs: PreferenceTokens | None = None  # preference runs: held-out pairs
+
+    def dpo_reference(self, train: TrainConfig) -> AdapterState | None:
+        """The preference objectives' reference: None = the base model (LoRA disabled), or the
+        adapter this run started from (``train.reference: start``)."""
+        return self.initial_adapter if train.reference == "start" else None
 
 
 class EmbeddedClients:
@@ -69,12 +70,11 @@ class Simulation(RoundLoop):
     def __init__(self, cfg: RunConfig, ws: Workspace, run_dir: RunDir, progress: Progress | None = None):
         progress = progress or Progress(enabled=False)
         store = ClientStateStore(run_dir.clients)
-        reference = None if cfg.train.reference == "base" else ws.initial_adapter
-        self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, store, seed=cfg.seed, reference=reference)
+        self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
+                                    reference=ws.dpo_reference(cfg.train))
         if cfg.algorithm.name == "centralized":
             self.local_data = [LocalData(0, pool(ws.train_tokens))]
         else:
             self.local_data = [LocalData(c, t) for c, t in enumerate(ws.train_tokens)]
         super().__init__(cfg, ws, run_dir, EmbeddedClients(self.trainer, self.local_data, progress),
                          progress=progress, store=store)
-        self.pad_id = ws.tokenizer.pad_token_id

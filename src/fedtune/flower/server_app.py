@@ -83,7 +83,7 @@ def run_single(grid: Grid, settings: AppSettings, cfg: RunConfig, loaded=None, i
     clients = FlowerClients(grid, cfg, settings.round_timeout, settings.node_wait)
     clients.announce()  # nodes start their ClientApps to answer while the workspace is built
     ws = build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
-    clients.reference = ws.initial_adapter if cfg.train.reference == "start" else None
+    clients.reference = ws.dpo_reference(cfg.train)
     run_dir.write_json("data_report.json", ws.data_report)
     loop = FlowerRounds(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies)
     summary = loop.run(resume=settings.resume)
