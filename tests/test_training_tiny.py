@@ -154,3 +154,36 @@ def test_sft_then_dpo_stages(tmp_path, tiny):
     # The reference is the SFT adapter, so at the first DPO step policy == reference: margins start near 0.
     assert abs(rows[0]["train"]["0"]["margin"]) < 0.5
     assert (run / "summary.json").exists()
+
+
+def test_resume_restores_the_row_of_a_round_checkpointed_just_before_a_crash(tmp_path, tiny, monkeypatch):
+    """A crash between round 1's checkpoint and its metrics row: --resume does not rerun round 1,
+    so the row comes back from the checkpoint, and the run ends as an uninterrupted one."""
+    from fedtune.engine.run_dir import RunDir
+
+    loaded = LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
+    ref_cfg = load_config(None, tiny_overrides(tmp_path, **{"federation.rounds": 3, "output.dir": str(tmp_path / "ref")}))
+    run_experiment(ref_cfg, loaded=loaded, progress=False)
+    cfg = load_config(None, tiny_overrides(tmp_path, **{"federation.rounds": 3}))
+    append = RunDir.append_metrics
+
+    def crash_at_round_1(self, row):
+        if row["round"] == 1:
+            raise KeyboardInterrupt("killed after the checkpoint of round 1")
+        append(self, row)
+
+    monkeypatch.setattr(RunDir, "append_metrics", crash_at_round_1)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, loaded=loaded, progress=False)
+    monkeypatch.setattr(RunDir, "append_metrics", append)
+    assert (cfg.run_dir() / "checkpoints" / "LATEST").read_text().strip() == "round_00001"
+    assert [json.loads(l)["round"] for l in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()] == [0]
+
+    run_experiment(cfg, resume=True, loaded=loaded, progress=False)
+    rows = [json.loads(l) for l in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    ref_rows = [json.loads(l) for l in (ref_cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert rows[1]["train_loss"] == ref_rows[1]["train_loss"] and rows[1]["train"].keys() == ref_rows[1]["train"].keys()
+    a, b = load_file(str(ref_cfg.run_dir() / "adapter/adapter_model.safetensors")), \
+        load_file(str(cfg.run_dir() / "adapter/adapter_model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -82,10 +82,10 @@ class RoundLoop:
         cfg = self.cfg
         start_round, global_adapter = 0, ops.clone(self.ws.initial_adapter)
         if resume and (ckpt := self.run_dir.load_checkpoint()) is not None:
-            last, global_adapter, strategy_state, _ = ckpt
+            last, global_adapter, strategy_state, meta = ckpt
             self.strategy.load_state_dict(strategy_state)
             self.store.rollback(last)
-            self.run_dir.truncate_metrics(last)
+            self.run_dir.truncate_metrics(last, restore=meta.get("metrics_row"))
             start_round = last + 1
             log.info("resuming after round %d", last)
         elif resume:
@@ -156,7 +156,11 @@ class RoundLoop:
             row["eval"] = self.evaluate(global_adapter)
         row["seconds_eval"] = time.perf_counter() - t1
         if last or (r + 1) % cfg.output.checkpoint_every == 0:
-            self.run_dir.save_checkpoint(r, global_adapter, self.strategy.state_dict(), {"algorithm": self.strategy.name})
+            # The round's row travels in the checkpoint too: a crash after the checkpoint but before
+            # the row reaches metrics.jsonl must not lose it, since --resume will not rerun the round.
+            row["seconds"] = time.perf_counter() - t0
+            self.run_dir.save_checkpoint(r, global_adapter, self.strategy.state_dict(),
+                                         {"algorithm": self.strategy.name, "metrics_row": row})
             self.store.commit(r)
         row["seconds"] = time.perf_counter() - t0
         self.run_dir.append_metrics(row)

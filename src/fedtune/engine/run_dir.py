@@ -49,9 +49,12 @@ class RunDir:
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
-    def truncate_metrics(self, last_round: int) -> None:
-        """Drop rows of rounds after the checkpoint we resume from (they will be re-run)."""
+    def truncate_metrics(self, last_round: int, restore: dict | None = None) -> None:
+        """Drop rows of rounds after the checkpoint we resume from (they will be re-run). ``restore``
+        is the checkpointed round's own row, written back if a crash came before it was appended."""
         rows = [r for r in self.read_metrics() if r["round"] <= last_round]
+        if restore is not None and not any(r["round"] == last_round for r in rows):
+            rows.append(restore)
         _atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     # --------------------------------------------------------------- checkpoints
