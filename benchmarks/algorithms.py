@@ -13,8 +13,10 @@ import tempfile
 from pathlib import Path
 
 from common import machine
-from fedtune.config import ALGORITHMS, load_config
-from fedtune.demo import demo_config_path
+
+from fedtune.algorithms import ALGORITHMS
+from fedtune.commands.demo import demo_config_path
+from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.models.loader import load_model
 
@@ -26,7 +28,7 @@ def main():
     p.add_argument("--only", default="", help="comma-separated subset of algorithms")
     p.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = p.parse_args()
-    names = [a for a in ALGORITHMS if not args.only or a in args.only.split(",")]
+    names = [a for a in ALGORITHMS.names() if not args.only or a in args.only.split(",")]
     out = Path(tempfile.mkdtemp())
     loaded = None
     rows = []

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import psutil
 import yaml
+from common import machine
 from safetensors.torch import load_file
 
-from common import machine
-from fedtune.flower import launch, resident_trainer
+from fedtune.flower.deploy import launch, resident_trainer
 
 
 class PeakRss:
@@ -91,7 +91,7 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
 def embedded(config: Path, root: Path) -> tuple[float, float]:
     env = launch.flower_env(root / ".flwr")
     rss, t0 = PeakRss(), time.perf_counter()
-    proc = start([sys.executable, "-m", "fedtune.cli", "run", str(config), "--output", str(root / "run")], env,
+    proc = start([sys.executable, "-m", "fedtune.commands.cli", "run", str(config), "--output", str(root / "run")], env,
                  root / "embedded.log", rss)
     if proc.wait() != 0:
         raise RuntimeError((root / "embedded.log").read_text()[-2000:])

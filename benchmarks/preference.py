@@ -14,12 +14,13 @@ import tempfile
 from pathlib import Path
 
 from common import machine
+
 from fedtune import adapter_state
+from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
-from fedtune.demo import demo_config_path
+from fedtune.engine.run_dir import RunDir
 from fedtune.engine.runner import run_experiment
 from fedtune.engine.simulation import Simulation
-from fedtune.engine.run_dir import RunDir
 from fedtune.engine.workspace import build_workspace
 from fedtune.models.loader import load_model
 
@@ -40,14 +41,14 @@ def main():
 
     rows = []
     for flip in [float(f) for f in args.flip.split(",")]:
-        common = [*base, f"data.suite.flip_rate={flip}", "train.reference=start", "train.dpo_beta=0.1",
+        common = [*base, f"data.suite.flip_rate={flip}", "train.objective.reference=start", "train.objective.beta=0.1",
                   f"train.lr={args.lr}", "train.batch_size=4"]
-        probe_cfg = load_config(demo_config_path(), [*common, "train.objective=dpo", f"output.dir={out / 'probe'}"])
+        probe_cfg = load_config(demo_config_path(), [*common, "train.objective.name=dpo", f"output.dir={out / 'probe'}"])
         ws = build_workspace(probe_cfg, loaded, initial_adapter=sft_adapter)
         start = Simulation(probe_cfg, ws, RunDir(out / "probe")).evaluate(sft_adapter)["global"]
         rows.append(("SFT start", flip, start))
         for objective in ("dpo", "beta-dpo", "dr-dpo"):
-            cfg = load_config(demo_config_path(), [*common, f"train.objective={objective}",
+            cfg = load_config(demo_config_path(), [*common, f"train.objective.name={objective}",
                                                    f"output.dir={out / f'{objective}-{flip}'}"])
             s = run_experiment(cfg, loaded=loaded, progress=False, initial_adapter=sft_adapter)
             rows.append((objective, flip, s["final"]["global"]))

@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 
 from common import machine
+
+from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
-from fedtune.demo import demo_config_path
 from fedtune.engine.runner import run_experiment
 
 

@@ -24,7 +24,7 @@ def peak_rss_mb(num_clients: int, rounds: int, out: Path) -> tuple[float, float]
             "federation.clients_per_round": 10, "federation.rounds": rounds, "train.steps": 2,
             "train.batch_size": 4, "data.suite.entities_per_client": 2, "data.suite.skill_train_per_client": 8,
             "data.suite.test_per_rule": 2, "eval.every": 0, "output.dir": out / f"run{num_clients}"}
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "fedtune.cli", "run", str(cfg)]
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "fedtune.commands.cli", "run", str(cfg)]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -12,16 +12,18 @@ import tempfile
 import time
 
 import torch
-
 from common import machine, matmul_peak
-from fedtune.client.hooks import ClientStateStore
+
+from fedtune.client.state_store import ClientStateStore
+from fedtune.client.train_config import TrainConfig
 from fedtune.client.trainer import LocalData, LocalTrainer
-from fedtune.config import LoraConfig, SuiteConfig, TrainConfig
+from fedtune.data.config import SuiteConfig
 from fedtune.data.suite import build_suite
 from fedtune.data.tokenize import tokenize_sft
+from fedtune.models.adapters import ADAPTERS, attach_adapter
+from fedtune.models.adapters.state import get_adapter
 from fedtune.models.loader import load_model
-from fedtune.models.lora import attach_lora, get_adapter
-from fedtune.server.strategy import ClientInstruction
+from fedtune.protocol import ClientInstruction
 
 BATCH, LR, SYSTEM = 8, 1e-3, "Answer with the answer only."
 
@@ -34,7 +36,7 @@ def records():
 def ours(recs, steps: int) -> tuple[float, float]:
     loaded = load_model("smollm2-135m-instruct")
     n_params = sum(p.numel() for p in loaded.model.parameters())
-    model = attach_lora(loaded.model, LoraConfig(r=16, alpha=32, target_modules="all-linear"))
+    model = attach_adapter(loaded.model, ADAPTERS.config("lora", r=16, alpha=32, target_modules="all-linear"))
     tokens = tokenize_sft(recs, loaded.tokenizer, 256, SYSTEM)
     trainer = LocalTrainer(model, loaded.tokenizer, TrainConfig(batch_size=BATCH, bf16="off"),
                            ClientStateStore(tempfile.mkdtemp()))

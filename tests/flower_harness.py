@@ -19,7 +19,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from fedtune.flower import launch, resident_trainer
+from fedtune.flower.deploy import launch, resident_trainer
 
 
 def write_config(path: Path, overrides: dict) -> Path:

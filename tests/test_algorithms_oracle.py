@@ -12,10 +12,10 @@ from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import strategy as flwr_strategy
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedtune.config import AlgorithmConfig
-from fedtune.server.registry import build_strategy
-from fedtune.server.scaffold import CONTROL_DELTA, SERVER_CONTROL
-from fedtune.server.strategy import ClientUpdate
+from fedtune.algorithms import ALGORITHMS, build_strategy
+from fedtune.algorithms.aggregation import AggregationConfig
+from fedtune.algorithms.scaffold import CONTROL_DELTA, SERVER_CONTROL
+from fedtune.protocol import ClientUpdate
 
 KEYS = {"layer.0.lora_A.weight": (4, 6), "layer.0.lora_B.weight": (6, 4), "layer.1.lora_A.weight": (4, 3)}
 EXAMPLES = [10, 30, 25]
@@ -54,11 +54,16 @@ def _flower_round(strat, round_, x, states, examples):
     return {k: torch.from_numpy(np.array(a.numpy())).to(torch.float32) for k, a in arrays.items()}
 
 
+def _strategy(name: str, num_clients: int, weighting: str = "examples", **params):
+    """The registered strategy ``name`` with its parameters (``weighting`` is the aggregation's)."""
+    return build_strategy(ALGORITHMS.config(name, **params), num_clients, AggregationConfig(weighting=weighting))
+
+
 CASES = [
     ("fedavg", {}, lambda: flwr_strategy.FedAvg(), EXAMPLES),
     ("fedavg", {"weighting": "uniform"}, lambda: flwr_strategy.FedAvg(), [5, 5, 5]),
-    ("fedprox", {"prox_mu": 0.1}, lambda: flwr_strategy.FedProx(proximal_mu=0.1), EXAMPLES),
-    ("fedavgm", {"server_momentum": 0.9, "server_lr": 0.7},
+    ("fedprox", {"mu": 0.1}, lambda: flwr_strategy.FedProx(proximal_mu=0.1), EXAMPLES),
+    ("fedavgm", {"momentum": 0.9, "server_lr": 0.7},
      lambda: flwr_strategy.FedAvgM(server_momentum=0.9, server_learning_rate=0.7), EXAMPLES),
     ("fedadagrad", {"eta": 0.1, "tau": 1e-3}, lambda: flwr_strategy.FedAdagrad(eta=0.1, tau=1e-3), EXAMPLES),
     ("fedyogi", {"eta": 0.05, "tau": 1e-3, "beta1": 0.9, "beta2": 0.99},
@@ -71,7 +76,7 @@ CASES = [
 @pytest.mark.parametrize("name,params,flower,flower_examples", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_matches_flower_over_rounds(name, params, flower, flower_examples):
     gen = torch.Generator().manual_seed(0)
-    ours = build_strategy(AlgorithmConfig(name=name, **params), num_clients=3)
+    ours = _strategy(name, 3, **params)
     theirs = flower()
     x_ours = x_theirs = _random_state(gen)
     for r in range(4):
@@ -89,7 +94,7 @@ def test_matches_flower_over_rounds(name, params, flower, flower_examples):
 def test_state_dict_round_trip_continues_identically(name):
     """Checkpoint after two rounds, restore into a fresh strategy: round three is bit-identical."""
     gen = torch.Generator().manual_seed(1)
-    a = build_strategy(AlgorithmConfig(name=name), num_clients=3)
+    a = _strategy(name, 3)
     x = _random_state(gen)
 
     def round_(strategy, r, x, states):
@@ -104,7 +109,7 @@ def test_state_dict_round_trip_continues_identically(name):
 
     for r in range(2):
         x = round_(a, r, x, _client_states(gen, x, r))
-    b = build_strategy(AlgorithmConfig(name=name), num_clients=3)
+    b = _strategy(name, 3)
     b.load_state_dict({k: v.clone() for k, v in a.state_dict().items()})
     states = _client_states(gen, x, 2)
     xa, xb = round_(a, 2, x, states), round_(b, 2, x, states)
@@ -118,7 +123,7 @@ def _scalar_update(i, y, n=1, **tensors):
 
 def test_scaffold_server_hand_computed():
     """x <- x + lr_g * weighted mean(y_i - x); c <- c + (1/N) sum dc_i, with N = all clients."""
-    s = build_strategy(AlgorithmConfig(name="scaffold", server_lr=0.5), num_clients=4)
+    s = _strategy("scaffold", 4, server_lr=0.5)
     x = {"w": torch.tensor([1.0], dtype=torch.float64)}
     ins = s.configure_round(0, [0, 2], 0.1, 3, x)
     assert float(ins[0].tensors[SERVER_CONTROL]["w"]) == 0.0
@@ -135,8 +140,7 @@ def test_scaffold_server_hand_computed():
 
 
 def _openfedllm(name, **kw):
-    return build_strategy(AlgorithmConfig(name=name, variant="openfedllm", eta=0.1, tau=1e-3, beta1=0.5, beta2=0.9, **kw),
-                          num_clients=2)
+    return _strategy(name, 2, variant="openfedllm", eta=0.1, tau=1e-3, beta1=0.5, beta2=0.9, **kw)
 
 
 def test_openfedllm_fedadam_hand_computed():
@@ -177,7 +181,7 @@ def test_openfedllm_fedyogi_and_fedadagrad_hand_computed():
 
 def test_openfedllm_fedavgm_hand_computed():
     """m = d in round 0, then an EMA with beta1; x <- x + m (server lr not used)."""
-    s = build_strategy(AlgorithmConfig(name="fedavgm", variant="openfedllm", beta1=0.5), num_clients=2)
+    s = _strategy("fedavgm", 2, variant="openfedllm", beta1=0.5)
     x, m = 0.0, None
     for r, ys in enumerate([(1.0, 3.0), (0.0, 1.0), (2.0, 2.0)]):
         got = s.aggregate(r, {"w": torch.tensor([x], dtype=torch.float64)},
@@ -190,7 +194,7 @@ def test_openfedllm_fedavgm_hand_computed():
 
 def test_fedadam_without_bias_correction_follows_reddi():
     """Reddi et al. Algorithm 2: m, v from zero, no bias correction."""
-    s = build_strategy(AlgorithmConfig(name="fedadam", eta=0.1, tau=1e-3, beta1=0.9, beta2=0.99), num_clients=1)
+    s = _strategy("fedadam", 1, eta=0.1, tau=1e-3, beta1=0.9, beta2=0.99)
     x, m, v = 0.0, 0.0, 0.0
     for r, y in enumerate([1.0, 2.0, 0.5]):
         got = s.aggregate(r, {"w": torch.tensor([x], dtype=torch.float64)}, [_scalar_update(0, y)])

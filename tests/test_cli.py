@@ -5,7 +5,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from fedtune.cli import app
+from fedtune.commands.cli import app
 
 runner = CliRunner()
 
@@ -36,7 +36,7 @@ def test_model_that_cannot_be_loaded(tmp_path):
 
 def test_debug_shows_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "fedtune.cli", "run", str(tmp_path / "none.yaml"), "--debug"],
+        [sys.executable, "-m", "fedtune.commands.cli", "run", str(tmp_path / "none.yaml"), "--debug"],
         capture_output=True, text=True,
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
@@ -47,3 +47,19 @@ def test_help_teaches():
     assert result.exit_code == 0
     for word in ("--set", "--resume", "--output", "metrics.jsonl"):
         assert word in result.output
+
+
+def test_ls_prints_the_catalog_from_the_registries():
+    from fedtune.algorithms import ALGORITHMS
+
+    result = runner.invoke(app, ["ls", "algorithms"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in ALGORITHMS.names():
+        assert name in result.output
+    assert "mu=0.01" in result.output  # FedProx's parameter with its default
+    everything = runner.invoke(app, ["ls"], env={"COLUMNS": "200"})
+    for kind in ("objectives", "reducers", "adapters", "ops", "metrics"):
+        assert f"{kind} — set with" in everything.output
+    assert "near_dedup" in everything.output and "beta_prime=1.0" in everything.output
+    bad = runner.invoke(app, ["ls", "strategies"])
+    assert bad.exit_code == 2 and "unknown kind 'strategies'" in bad.stderr

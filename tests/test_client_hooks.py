@@ -2,11 +2,16 @@
 
 import torch
 
-from fedtune.client.fedprox import FedProxHook
-from fedtune.client.hooks import ClientStateStore, build_hooks
-from fedtune.client.scaffold import CLIENT_CONTROL, ScaffoldHook
-from fedtune.server.scaffold import CONTROL_DELTA, SERVER_CONTROL
-from fedtune.server.strategy import ClientInstruction, ClientUpdate
+from fedtune.algorithms.fedprox import FedProxHook
+from fedtune.algorithms.scaffold import (
+    CLIENT_CONTROL,
+    CONTROL_DELTA,
+    SERVER_CONTROL,
+    ScaffoldHook,
+)
+from fedtune.client.hooks import build_hooks
+from fedtune.client.state_store import ClientStateStore
+from fedtune.protocol import ClientInstruction, ClientUpdate
 
 
 def _params(values):

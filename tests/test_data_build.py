@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import tiny_overrides
 from typer.testing import CliRunner
 
-from fedtune.cli import app
+from fedtune.commands.cli import app
 from fedtune.config import from_dict, load_config
 from fedtune.data import build as build_module
 from fedtune.data.build import build_federated_data
 from fedtune.data.sources import DataError
-
-from conftest import tiny_overrides
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

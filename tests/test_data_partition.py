@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from fedtune.config import PartitionConfig
+from fedtune.data.config import PartitionConfig
 from fedtune.data.partition import partition_indices
 from fedtune.data.sources import DataError
 

@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedtune.config import DataConfig
-from fedtune.data.ops import text
+from fedtune.data.config import DataConfig
+from fedtune.data.ops.alnum_ratio import alnum_ratio
+from fedtune.data.ops.char_repetition import char_repetition_ratio
 from fedtune.data.ops.difficulty import SCORERS, ScoringContext, ifd, register_scorer
+from fedtune.data.ops.flagged_words import builtin_flagged_words, flagged_ratio
 from fedtune.data.ops.pipeline import run_pipeline
 from fedtune.data.sources import DataError
 
@@ -25,13 +27,13 @@ def ops(*specs):
 
 
 def test_text_statistics_by_hand():
-    assert text.alnum_ratio("ab c!") == pytest.approx(3 / 5)
+    assert alnum_ratio("ab c!") == pytest.approx(3 / 5)
     # "aaaaaa" with rep_len 2: five "aa" grams, all the same -> top sqrt(1)=1 gram covers 5/5
-    assert text.char_repetition_ratio("aaaaaa", 2) == 1.0
+    assert char_repetition_ratio("aaaaaa", 2) == 1.0
     # "abcabc" rep_len 3: grams abc, bca, cab, abc -> freqs [2,1,1]; unique=2, top=min(int(sqrt(3)), 1)=1 -> 2/4
-    assert text.char_repetition_ratio("abcabc", 3) == pytest.approx(0.5)
-    assert text.char_repetition_ratio("abcdef", 3) == 0.0  # nothing repeats
-    assert text.flagged_ratio("You BASTARD, go away now", {"bastard"}) == pytest.approx(1 / 5)
+    assert char_repetition_ratio("abcabc", 3) == pytest.approx(0.5)
+    assert char_repetition_ratio("abcdef", 3) == 0.0  # nothing repeats
+    assert flagged_ratio("You BASTARD, go away now", {"bastard"}) == pytest.approx(1 / 5)
 
 
 def test_exact_dedup_ignores_case_and_whitespace_keeps_first():
@@ -66,7 +68,7 @@ def test_filters_in_order_each_counted():
 
 
 def test_builtin_flagged_words_and_words_file(tmp_path):
-    assert "bastard" in text.builtin_flagged_words()
+    assert "bastard" in builtin_flagged_words()
     words = tmp_path / "w.txt"
     words.write_text("zorblax\n")
     kept, _ = run_pipeline([sft("hello", "zorblax"), sft("hello", "fine")],

@@ -9,10 +9,16 @@ import ipaddress
 import json
 from pathlib import Path
 
-from flower_harness import (Federation, assert_adapters_close, embedded_run, final_adapter, read_rows,
-                            tiny_config)
+from flower_harness import (
+    Federation,
+    assert_adapters_close,
+    embedded_run,
+    final_adapter,
+    read_rows,
+    tiny_config,
+)
 
-from fedtune.flower.launch import Tls
+from fedtune.flower.deploy.launch import Tls
 
 
 def test_deployment_matches_embedded_engine(tmp_path):

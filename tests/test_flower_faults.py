@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import json
 
-from flower_harness import Federation, assert_adapters_close, embedded_run, final_adapter, read_rows, tiny_config
+from flower_harness import (
+    Federation,
+    assert_adapters_close,
+    embedded_run,
+    final_adapter,
+    read_rows,
+    tiny_config,
+)
 
 
 def test_stopped_node_min_replies_failure_and_resume(tmp_path):

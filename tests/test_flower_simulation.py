@@ -11,16 +11,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flower_harness import (Federation, assert_adapters_close, embedded_run, final_adapter, read_rows,
-                            stop_local_superlink, tiny_config)
+from flower_harness import (
+    Federation,
+    assert_adapters_close,
+    embedded_run,
+    final_adapter,
+    read_rows,
+    stop_local_superlink,
+    tiny_config,
+)
 
-from fedtune.flower import launch
+from fedtune.flower.deploy import launch
 
 
 @pytest.mark.parametrize("objective, reference", [("sft", "base"), ("beta-dpo", "base"), ("dpo", "start")])
 def test_simulation_engine_matches_embedded_engine(tmp_path, objective, reference):
     config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run",
-                         **{"train.objective": objective, "train.reference": reference})
+                         **{"train.objective.name": objective},
+                         **({"train.objective.reference": reference} if objective != "sft" else {}))
     with Federation(tmp_path, simulation=True) as fed:
         out = fed.run(config, federation_config={"num-supernodes": 2, "client-resources-num-cpus": 1})
     assert "run finished" in out, out[-3000:]
@@ -41,7 +49,7 @@ def test_simulation_engine_matches_embedded_engine(tmp_path, objective, referenc
 def test_sft_then_dpo_stages_on_flower_match_embedded(tmp_path):
     """A multi-stage config runs each stage as a run over the same Flower federation; the DPO
     stage starts from, and is referenced to, the SFT stage's adapter."""
-    stages = '[{train: {objective: sft}}, {train: {objective: dpo, reference: start}, federation: {rounds: 1}}]'
+    stages = '[{train: {objective: sft}}, {train: {objective: {name: dpo, reference: start}}, federation: {rounds: 1}}]'
     config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", stages=stages)
     with Federation(tmp_path, simulation=True) as fed:
         out = fed.run(config, federation_config={"num-supernodes": 2, "client-resources-num-cpus": 1})

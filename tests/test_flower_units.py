@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from fedtune.config import ConfigError, from_dict, load_config
 from fedtune.data.records import RecordError
-from fedtune.server.strategy import ClientInstruction, ClientUpdate
+from fedtune.protocol import ClientInstruction, ClientUpdate
 
 
 @pytest.fixture()
@@ -33,7 +33,13 @@ def _adapter(value=0.0):
 
 
 def test_wire_round_trip_keeps_tensors_fields_and_config():
-    from fedtune.flower.wire import array_bytes, decode_instruction, decode_update, encode_instruction, encode_update
+    from fedtune.flower.wire import (
+        array_bytes,
+        decode_instruction,
+        decode_update,
+        encode_instruction,
+        encode_update,
+    )
 
     cfg = load_config(None, ["model.name=tiny-random", "federation.rounds=3"])
     ins = ClientInstruction(2, 1, 0.005, 4, config={"prox_mu": 0.1}, tensors={"server_control": _adapter(1.0)})
@@ -205,7 +211,7 @@ def test_flower_clients_name_failed_and_rejected_nodes(task_identity):
 def test_min_replies_fails_a_round_with_a_clear_message(tmp_path):
     from fedtune.engine.rounds import ClientReplies, RoundFailed, RoundLoop
     from fedtune.engine.run_dir import RunDir
-    from fedtune.engine.simulation import Workspace
+    from fedtune.engine.workspace import Workspace
 
     cfg = load_config(None, ["model.name=tiny-random"])
     ws = Workspace(model=None, tokenizer=SimpleNamespace(pad_token_id=0), data=None, train_tokens=[], test_tokens=[],
@@ -221,7 +227,7 @@ def test_min_replies_fails_a_round_with_a_clear_message(tmp_path):
 
 
 def test_flower_cli_prints_offline_commands(tmp_path, monkeypatch):
-    from fedtune.cli import app
+    from fedtune.commands.cli import app
 
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
@@ -238,7 +244,7 @@ def test_flower_cli_prints_offline_commands(tmp_path, monkeypatch):
                               "--dry-run"])
     out = res.output.replace("\n", "")
     assert res.exit_code == 0 and f'client-id=3 data-file="{data}"' in out
-    assert "-m fedtune.flower.resident_trainer --socket" in out and "trainer-socket=" in out
+    assert "-m fedtune.flower.deploy.resident_trainer --socket" in out and "trainer-socket=" in out
     res = runner.invoke(app, ["flower", "supernode", "--client-id", "3", "--insecure", "--per-message", "--dry-run"])
     assert res.exit_code == 0 and "resident_trainer" not in res.output and "trainer-socket" not in res.output
     cfg = tmp_path / "c.yaml"
@@ -251,7 +257,7 @@ def test_flower_cli_prints_offline_commands(tmp_path, monkeypatch):
 
 
 def test_offline_environment():
-    from fedtune.flower.launch import flower_env
+    from fedtune.flower.deploy.launch import flower_env
 
     env = flower_env(base={"PATH": "/usr/bin"})
     assert env["FLWR_TELEMETRY_ENABLED"] == "0" and env["FLWR_DISABLE_UPDATE_CHECK"] == "1"
@@ -261,8 +267,8 @@ def test_offline_environment():
 def test_a_long_lived_node_process_keeps_one_model_at_a_time():
     from fedtune.flower import node_runtime
 
-    first = load_config(None, ["model.name=tiny-random", "model.lora.r=4"])
-    second = load_config(None, ["model.name=tiny-random", "model.lora.r=8"])
+    first = load_config(None, ["model.name=tiny-random", "model.adapter.r=4"])
+    second = load_config(None, ["model.name=tiny-random", "model.adapter.r=8"])
     a = node_runtime.model_for(first)
     assert node_runtime.model_for(first) is a  # reused across rounds
     b = node_runtime.model_for(second)

@@ -7,11 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedtune.client.objectives.preference_losses import (
-    BetaDPOState, beta_dpo_loss, dpo_loss, dr_dpo_loss, preference_metrics)
-from fedtune.client.objectives.sft import response_logps
-from fedtune.config import LoraConfig
-from fedtune.models.lora import attach_lora, get_adapter, set_adapter
+from fedtune.client.objectives.beta_dpo import BetaDPOState, beta_dpo_loss
+from fedtune.client.objectives.dpo import dpo_loss
+from fedtune.client.objectives.dr_dpo import dr_dpo_loss
+from fedtune.client.objectives.preference import preference_metrics
+from fedtune.models.adapters import ADAPTERS, attach_adapter
+from fedtune.models.adapters.state import get_adapter, set_adapter
+from fedtune.models.logprobs import response_logps
 
 
 def test_dpo_loss_rewards_and_gradients_match_trl(tiny):
@@ -19,7 +21,7 @@ def test_dpo_loss_rewards_and_gradients_match_trl(tiny):
     from trl import DPOConfig, DPOTrainer
 
     tok = tiny.tokenizer
-    model = attach_lora(tiny.model, LoraConfig(r=4, alpha=8))
+    model = attach_adapter(tiny.model, ADAPTERS.config("lora", r=4, alpha=8))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():

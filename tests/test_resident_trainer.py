@@ -14,10 +14,10 @@ import torch
 from flower_harness import tiny_config
 
 from fedtune.config import load_config
-from fedtune.flower import launch, resident_trainer
+from fedtune.flower.deploy import launch, resident_trainer
 from fedtune.flower.node_config import NodeSettings
 from fedtune.flower.wire import TrainJob
-from fedtune.server.strategy import ClientInstruction
+from fedtune.protocol import ClientInstruction
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_terminating_fedtune_flower_supernode_stops_its_supernode_and_trainer(tm
 
     import psutil
 
-    fedtune = [sys.executable, "-m", "fedtune.cli", "flower", "supernode", "--client-id", "0", "--insecure",
+    fedtune = [sys.executable, "-m", "fedtune.commands.cli", "flower", "supernode", "--client-id", "0", "--insecure",
                "--superlink", f"127.0.0.1:{launch.free_port()}", "--port", str(launch.free_port()),
                "--flwr-home", str(tmp_path / ".flwr")]
     proc = subprocess.Popen(fedtune, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -10,9 +10,10 @@ import time
 
 import pytest
 import torch
+from conftest import tiny_overrides
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
+from fedtune.algorithms import ALGORITHMS
 from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.models.loader import LoadedModel
@@ -67,21 +68,20 @@ def test_adapter_export_round_trip(tmp_path, tiny):
         fresh = tiny_random(tiny.tokenizer)  # same seed: same base weights
         reloaded = PeftModel.from_pretrained(fresh.model, str(cfg.run_dir() / "adapter")).eval()
         assert torch.equal(reloaded(input_ids=ids).logits, expected)
-        out = export_merged(cfg.run_dir(), tmp_path / "merged")
+        out = export_merged(cfg.model, cfg.run_dir() / "adapter", tmp_path / "merged")
         merged = AutoModelForCausalLM.from_pretrained(str(out)).eval()
         torch.testing.assert_close(merged(input_ids=ids).logits, expected, rtol=1e-4, atol=1e-4)
 
 
 def _cli(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "fedtune.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "fedtune.commands.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **kw)
 
 
-@pytest.mark.parametrize("algorithm", ["fedavg", "fedprox", "scaffold", "fedavgm", "fedadagrad", "fedyogi",
-                                       "fedadam", "centralized", "local"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS.names())
 def test_every_algorithm_trains_end_to_end(tmp_path, tiny, algorithm):
-    cfg, summary = _run(tmp_path, tiny, **{"algorithm.name": algorithm, "federation.rounds": 3, "train.steps": 3,
-                                           "algorithm.eta": 0.003})
+    eta = {"algorithm.eta": 0.003} if "eta" in ALGORITHMS[algorithm].params.model_fields else {}
+    cfg, summary = _run(tmp_path, tiny, **{"algorithm.name": algorithm, "federation.rounds": 3, "train.steps": 3, **eta})
     rows = [json.loads(l) for l in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
     assert summary["rejected_updates"] == 0
     assert rows[-1]["eval"]["global"]["loss"] < rows[0]["eval"]["global"]["loss"]
@@ -128,8 +128,8 @@ def test_resume_after_kill_is_bit_identical(tmp_path, algorithm):
 def test_preference_objectives_train_end_to_end(tmp_path, tiny, objective):
     """Federated DPO on the suite's preference pairs: reward accuracy and margin are reported per
     client and on held-out pairs, and training moves held-out rewards the right way."""
-    cfg, summary = _run(tmp_path, tiny, **{"train.objective": objective, "federation.rounds": 3, "train.steps": 4,
-                                           "train.dpo_beta": 0.5, "train.lr": 5e-3})
+    cfg, summary = _run(tmp_path, tiny, **{"train.objective.name": objective, "federation.rounds": 3, "train.steps": 4,
+                                           "train.objective.beta": 0.5, "train.lr": 5e-3})
     rows = [json.loads(l) for l in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
     client = rows[0]["train"]["0"]
     assert {"reward_accuracy", "margin"} <= client.keys()
@@ -143,7 +143,7 @@ def test_preference_objectives_train_end_to_end(tmp_path, tiny, objective):
 
 def test_sft_then_dpo_stages(tmp_path, tiny):
     """Two stages in one config: DPO starts from the SFT stage's adapter and uses it as reference."""
-    stages = "[{train: {objective: sft}}, {train: {objective: dpo, reference: start, dpo_beta: 0.5}}]"
+    stages = "[{train: {objective: sft}}, {train: {objective: {name: dpo, reference: start, beta: 0.5}}}]"
     cfg, summary = _run(tmp_path, tiny, **{"stages": stages, "federation.rounds": 2})
     run = cfg.run_dir()
     assert summary["stages"] == [f"{cfg.name}-stage0", f"{cfg.name}-stage1"]

@@ -4,17 +4,18 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_overrides
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
+from fedtune.algorithms.update_checks import check_update
 from fedtune.client import hooks as hook_registry
 from fedtune.client.hooks import TrainingHook
 from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
+from fedtune.models.adapters import attach_adapter
+from fedtune.models.adapters.state import get_adapter
 from fedtune.models.loader import LoadedModel, tiny_random
-from fedtune.models.lora import attach_lora, get_adapter
-from fedtune.server.strategy import ClientUpdate
-from fedtune.server.update_checks import check_update
+from fedtune.protocol import ClientUpdate
 
 GLOBAL = {"a.lora_A.weight": torch.zeros(2, 3), "a.lora_B.weight": torch.zeros(3, 2)}
 
@@ -85,6 +86,6 @@ def test_round_without_valid_update_keeps_global(tmp_path, tiny, poison):
     summary = run_experiment(cfg, loaded=LoadedModel(tiny.model, tiny.tokenizer, "tiny-random"), progress=False)
     assert summary["rejected_updates"] == 6
     # The same seed gives the same initial LoRA: the global adapter never moved.
-    initial = get_adapter(attach_lora(tiny_random(tiny.tokenizer).model, cfg.model.lora, seed=cfg.seed))
+    initial = get_adapter(attach_adapter(tiny_random(tiny.tokenizer).model, cfg.model.adapter, seed=cfg.seed))
     final = load_file(str(cfg.run_dir() / "checkpoints" / "round_00001" / "global_adapter.safetensors"))
     assert all(torch.equal(final[k], initial[k]) for k in initial)

@@ -54,10 +54,6 @@ def num_bytes(state: Mapping[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
-def num_params(state: Mapping[str, torch.Tensor]) -> int:
-    return sum(t.numel() for t in state.values())
-
-
 def save(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Write safetensors atomically: a reader never sees a half-written file."""
     path = Path(path)

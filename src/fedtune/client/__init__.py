@@ -1,4 +1,2 @@
-"""Client side: the local trainer, objectives (SFT, DPO family) and training hooks."""
-
-# Client-side algorithms register their hook factories on import.
-from fedtune.client import fedprox, scaffold  # noqa: F401,E402
+"""Client side: the local trainer, its objectives (SFT, the DPO family), training hooks and
+the per-client state store. FL algorithms add their hooks from ``fedtune.algorithms``."""

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import random
 
-import torch
-
-from fedtune.data.tokenize import IGNORE
-
 
 def round_rng(seed: int, round: int, client_id: int, purpose: str) -> random.Random:
     return random.Random(f"{seed}/{round}/{client_id}/{purpose}")
@@ -39,16 +35,3 @@ def length_grouped_batches(indices: list[int], lengths: list[int], batch_size: i
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
-
-
-def collate(input_ids: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors; padding is masked in attention and ignored in the loss."""
-    width = max(len(x) for x in input_ids)
-    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
-    lab = torch.full((len(input_ids), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
-    for row, (x, y) in enumerate(zip(input_ids, labels)):
-        ids[row, : len(x)] = torch.tensor(x)
-        lab[row, : len(y)] = torch.tensor(y)
-        mask[row, : len(x)] = 1
-    return {"input_ids": ids, "labels": lab, "attention_mask": mask}

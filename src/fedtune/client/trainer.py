@@ -15,14 +15,14 @@ import torch
 
 from fedtune.adapter_state import AdapterState
 from fedtune.client.batching import draw_indices, length_grouped_batches, round_rng
-from fedtune.client.hooks import ClientStateStore, build_hooks
-from fedtune.client.objectives.preference import PreferenceObjective
-from fedtune.client.objectives.sft import SFTObjective
-from fedtune.config import TrainConfig
+from fedtune.client.hooks import build_hooks
+from fedtune.client.objectives import OBJECTIVES
+from fedtune.client.state_store import ClientStateStore
+from fedtune.client.train_config import TrainConfig
 from fedtune.data.tokenize import PreferenceTokens, TokenizedSet
-from fedtune.models.lora import adapter_parameters, get_adapter, set_adapter
+from fedtune.models.adapters.state import adapter_parameters, get_adapter, set_adapter
 from fedtune.precision import autocast, use_bf16
-from fedtune.server.strategy import ClientInstruction, ClientUpdate
+from fedtune.protocol import ClientInstruction, ClientUpdate
 
 OPTIMIZER_STATE = "optimizer"
 
@@ -48,7 +48,7 @@ class LocalTrainer:
         self.model, self.tokenizer, self.cfg, self.store, self.seed = model, tokenizer, cfg, store, seed
         self.bf16 = use_bf16(cfg.bf16)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.objective = SFTObjective() if cfg.objective == "sft" else PreferenceObjective(cfg, reference)
+        self.objective = OBJECTIVES[cfg.objective.name].target(cfg.objective, reference)
         self.client_id, self.round_seed = 0, 0
 
     # ------------------------------------------------------------------ the round

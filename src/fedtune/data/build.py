@@ -14,16 +14,24 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fedtune.config import RunConfig
 from fedtune.data.federated import ClientData, FederatedData
-from fedtune.data.formats import PREFERENCE_FORMATS, detect_format, map_columns, to_record
+from fedtune.data.formats import (
+    PREFERENCE_FORMATS,
+    detect_format,
+    map_columns,
+    to_record,
+)
 from fedtune.data.ops.difficulty import ScoringContext
-from fedtune.data.ops.pipeline import NEEDS_MODEL, run_pipeline
+from fedtune.data.ops.pipeline import needs_model, run_pipeline
 from fedtune.data.partition import partition_indices
 from fedtune.data.records import RecordError
 from fedtune.data.sources import DataError, Table, fingerprint, read_source
 from fedtune.data.suite import build_suite
+
+if TYPE_CHECKING:
+    from fedtune.config import RunConfig
 
 CACHE_VERSION = 1
 log = logging.getLogger(__name__)
@@ -166,7 +174,7 @@ def cache_key(cfg: RunConfig, kind: str, context) -> str:
     parts = [CACHE_VERSION, d, kind, cfg.seed, fingerprint(cfg.data.source),
              fingerprint(cfg.data.test_source) if cfg.data.test_source else None,
              cfg.federation.num_clients, "num_clients" in cfg.federation.model_fields_set]
-    if any(op.op in NEEDS_MODEL for op in cfg.data.pipeline):
+    if needs_model(cfg.data.pipeline):
         parts.append([cfg.model.name, cfg.model.gguf_file, cfg.model.revision])
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datasets
 from flwr_datasets import partitioner as fp
 
-from fedtune.config import PartitionConfig
+from fedtune.data.config import PartitionConfig
 from fedtune.data.sources import DataError
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from fedtune.config import SuiteConfig
+from fedtune.data.config import SuiteConfig
 from fedtune.data.federated import ClientData, FederatedData
 
 WORDS = (

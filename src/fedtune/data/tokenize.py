@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IGNORE = -100
+from fedtune.models.logprobs import IGNORE
 
 
 @dataclass

@@ -16,19 +16,21 @@ from typing import TYPE_CHECKING, Protocol
 
 from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
-from fedtune.client.hooks import ClientStateStore
+from fedtune.algorithms import build_strategy
+from fedtune.algorithms.update_checks import check_update
+from fedtune.client.state_store import ClientStateStore
 from fedtune.config import RunConfig
-from fedtune.engine.evaluation import PERSONAL, Evaluator
 from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.schedule import round_lr, sample_clients
-from fedtune.models.lora import set_adapter
-from fedtune.server.registry import build_strategy
-from fedtune.server.strategy import ClientInstruction, ClientUpdate, Strategy
-from fedtune.server.update_checks import check_update
+from fedtune.eval.evaluator import Evaluator
+from fedtune.models.adapters.state import set_adapter
+from fedtune.protocol import ClientInstruction, ClientUpdate, Strategy
 
 if TYPE_CHECKING:
-    from fedtune.engine.simulation import Workspace
+    from fedtune.engine.workspace import Workspace
+
+PERSONAL = "personal_adapter"  # ClientStateStore name of a client's own adapter (strategies with personal_adapters)
 
 log = logging.getLogger("fedtune")
 
@@ -61,19 +63,18 @@ class ClientExecutor(Protocol):
 
 class RoundLoop:
     """Round bookkeeping shared by the engines. ``min_replies`` is the number of sampled
-    clients that must reply (valid or not) for a round to count; None means all of them."""
-
-    engine = "embedded"
+    clients that must reply (valid or not) for a round to count; None means all of them.
+    ``engine`` names the engine in summary.json."""
 
     def __init__(self, cfg: RunConfig, ws: "Workspace", run_dir: RunDir, executor: ClientExecutor,
                  progress: Progress | None = None, store: ClientStateStore | None = None,
-                 min_replies: int | None = None, strategy: Strategy | None = None):
-        self.cfg, self.ws, self.run_dir, self.executor = cfg, ws, run_dir, executor
+                 min_replies: int | None = None, strategy: Strategy | None = None, engine: str = "embedded"):
+        self.cfg, self.ws, self.run_dir, self.executor, self.engine = cfg, ws, run_dir, executor, engine
         self.progress = progress or Progress(enabled=False)
-        self.centralized = cfg.algorithm.name == "centralized"
-        self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients)
+        self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients, cfg.aggregation,
+                                                   seed=cfg.seed)
         self.store = store or ClientStateStore(run_dir.clients)
-        self.evaluator = Evaluator(cfg, ws, self.store, ws.dpo_reference(cfg.train))
+        self.evaluator = Evaluator(cfg, ws, ws.dpo_reference(cfg.train))
         self.min_replies = min_replies
 
     # --------------------------------------------------------------------- public
@@ -103,7 +104,17 @@ class RoundLoop:
         return self.finish(global_adapter, time.perf_counter() - started)
 
     def evaluate(self, global_adapter: AdapterState) -> dict:
+        """The evaluation of this round's result: the global adapter, or the mean over clients'
+        own adapters for a strategy with personal adapters."""
+        if self.strategy.personal_adapters:
+            return self.evaluator.evaluate_personal({c: self._personal(c, global_adapter)
+                                                     for c in range(len(self.ws.train_tokens))})
         return self.evaluator.evaluate(global_adapter)
+
+    def _personal(self, client: int, global_adapter: AdapterState) -> AdapterState:
+        """A client's own adapter (the global start until it has trained)."""
+        saved = self.store.get(client, PERSONAL)
+        return saved if saved is not None else global_adapter
 
     # -------------------------------------------------------------------- a round
 
@@ -111,10 +122,9 @@ class RoundLoop:
         cfg = self.cfg
         t0 = time.perf_counter()
         self.store.round = r
-        clients = [0] if self.centralized else sample_clients(cfg, r)
-        steps = cfg.train.steps * (cfg.federation.per_round() if self.centralized else 1)
         lr = round_lr(cfg, r)
-        instructions = self.strategy.configure_round(r, clients, lr, steps, global_adapter)
+        instructions = self.strategy.configure_round(r, sample_clients(cfg, r), lr, cfg.train.steps, global_adapter)
+        clients = [ins.client_id for ins in instructions]
         work = [(ins, self._start_adapter(ins, global_adapter)) for ins in instructions]
 
         replies = self.executor.execute(r, work)
@@ -129,7 +139,7 @@ class RoundLoop:
                             f" ({who})" if who else "", reason)
                 rejected[str(ins.client_id)] = f"{who}: {reason}" if who else reason
                 continue
-            if ins.start_from == "personal":
+            if self.strategy.personal_adapters:
                 self.store.put(ins.client_id, PERSONAL, update.adapter)
             updates.append(update)
         t_train = time.perf_counter() - t0
@@ -146,10 +156,13 @@ class RoundLoop:
             "train_loss": _weighted_loss(updates),
             "rejected": rejected,
             "failed": replies.failed,
-            "bytes_up": replies.bytes_up,
-            "bytes_down": replies.bytes_down,
+            # what crossed between clients and server; nothing does without communication
+            "bytes_up": replies.bytes_up if self.strategy.communicates else 0,
+            "bytes_down": replies.bytes_down if self.strategy.communicates else 0,
             "seconds_train": t_train,
         }
+        if updates and (report := self.strategy.round_report()):
+            row["aggregation"] = report  # e.g. the rule that ran and the clients it kept
         t1 = time.perf_counter()
         last = r == cfg.federation.rounds - 1
         if last or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):
@@ -169,7 +182,7 @@ class RoundLoop:
 
     def _start_adapter(self, ins: ClientInstruction, global_adapter: AdapterState) -> AdapterState:
         if ins.start_from == "personal":
-            return self.store.get(ins.client_id, PERSONAL) or global_adapter
+            return self._personal(ins.client_id, global_adapter)
         return global_adapter
 
     def _require_replies(self, r: int, instructions: list[ClientInstruction], replies: ClientReplies) -> None:
@@ -210,7 +223,7 @@ class RoundLoop:
         }
         set_adapter(self.ws.model, global_adapter)
         self.ws.model.save_pretrained(str(self.run_dir.path / "adapter"))
-        if self.cfg.algorithm.name == "local":
+        if self.strategy.personal_adapters:
             for c in range(len(self.ws.train_tokens)):
                 personal = self.store.get(c, PERSONAL)
                 if personal is not None:

@@ -16,9 +16,9 @@ from fedtune.cache import cache_root
 from fedtune.config import RunConfig
 from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
-from fedtune.engine.simulation import Simulation, Workspace
-from fedtune.engine.workspace import build_workspace
-from fedtune.models.loader import LoadedModel, load_model
+from fedtune.engine.simulation import Simulation
+from fedtune.engine.workspace import Workspace, build_workspace, fit_federation
+from fedtune.models.loader import LoadedModel, load_base
 from fedtune.report.html import write_report
 
 
@@ -28,12 +28,13 @@ def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | N
     """Run ``cfg`` and return its summary (also written to ``summary.json``). A config with
     ``stages`` runs them in order, each starting from the previous stage's global adapter."""
     if cfg.stages:
-        loaded = loaded or load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
+        loaded = loaded or load_base(cfg.model)
         return run_stages(cfg, resume, lambda stage, adapter: run_experiment(
             stage, resume=resume, loaded=loaded, progress=progress, console=console, initial_adapter=adapter))
     run_dir = RunDir(cfg.run_dir())
     run_dir.start(cfg, resume)
     ws = workspace or build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
+    cfg = fit_federation(cfg, ws.data)
     run_dir.write_json("data_report.json", ws.data_report)
     sim = Simulation(cfg, ws, run_dir, Progress(progress, console, label=f"{cfg.name} rounds"))
     summary = sim.run(resume=resume)

@@ -7,39 +7,17 @@ checkpoints, resume) is the shared ``RoundLoop``; this module adds the in-proces
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
-from fedtune.client.hooks import ClientStateStore
+from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
-from fedtune.config import RunConfig, TrainConfig
-from fedtune.data.federated import FederatedData
-from fedtune.data.tokenize import PreferenceTokens, TokenizedSet, pool
+from fedtune.config import RunConfig
+from fedtune.data.tokenize import pool
 from fedtune.engine.progress import Progress
 from fedtune.engine.rounds import ClientReplies, RoundLoop
 from fedtune.engine.run_dir import RunDir
-from fedtune.server.strategy import ClientInstruction
-
-
-@dataclass
-class Workspace:
-    """What a run needs that is expensive to build: the LoRA model, tokenizer, tokenized data."""
-
-    model: object  # peft model
-    tokenizer: object
-    data: FederatedData
-    train_tokens: list[TokenizedSet]  # per client
-    test_tokens: list[TokenizedSet]  # per client
-    global_test_tokens: TokenizedSet
-    initial_adapter: AdapterState
-    data_report: dict = field(default_factory=dict)
-    global_test_pairs: PreferenceTokens | None = None  # preference runs: held-out pairs
-
-    def dpo_reference(self, train: TrainConfig) -> AdapterState | None:
-        """The preference objectives' reference: None = the base model (LoRA disabled), or the
-        adapter this run started from (``train.reference: start``)."""
-        return self.initial_adapter if train.reference == "start" else None
+from fedtune.engine.workspace import Workspace
+from fedtune.protocol import ClientInstruction
 
 
 class EmbeddedClients:
@@ -65,16 +43,14 @@ class EmbeddedClients:
 class Simulation(RoundLoop):
     """The embedded engine: ``Simulation(cfg, ws, run_dir).run(resume)``."""
 
-    engine = "embedded"
-
     def __init__(self, cfg: RunConfig, ws: Workspace, run_dir: RunDir, progress: Progress | None = None):
         progress = progress or Progress(enabled=False)
         store = ClientStateStore(run_dir.clients)
         self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
                                     reference=ws.dpo_reference(cfg.train))
-        if cfg.algorithm.name == "centralized":
-            self.local_data = [LocalData(0, pool(ws.train_tokens))]
+        clients = EmbeddedClients(self.trainer, [], progress)
+        super().__init__(cfg, ws, run_dir, clients, progress=progress, store=store)
+        if self.strategy.pools_data:  # one client (id 0) holding every client's data
+            clients.local_data = [LocalData(0, pool(ws.train_tokens))]
         else:
-            self.local_data = [LocalData(c, t) for c, t in enumerate(ws.train_tokens)]
-        super().__init__(cfg, ws, run_dir, EmbeddedClients(self.trainer, self.local_data, progress),
-                         progress=progress, store=store)
+            clients.local_data = [LocalData(c, t) for c, t in enumerate(ws.train_tokens)]

@@ -1,29 +1,64 @@
-"""Build what a run needs once: model + LoRA, federated data, tokenized splits."""
+"""What a run needs that is expensive to build — model + adapter, federated data, tokenized
+splits — built once (``build_workspace``) and shared by the engine, the evaluator and the demo."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedtune.adapter_state import AdapterState
+from fedtune.client.train_config import TrainConfig
 from fedtune.config import RunConfig
+from fedtune.data.build import build_federated_data
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.federated import FederatedData
-from fedtune.data.build import build_federated_data
 from fedtune.data.ops.difficulty import scoring_context
-from fedtune.adapter_state import AdapterState
-from fedtune.data.tokenize import TokenizedSet, as_sft, tokenize_preference, tokenize_train
-from fedtune.engine.simulation import Workspace
-from fedtune.models.loader import LoadedModel, load_model
-from fedtune.models.lora import attach_lora, get_adapter, set_adapter
+from fedtune.data.tokenize import (
+    PreferenceTokens,
+    TokenizedSet,
+    as_sft,
+    tokenize_preference,
+    tokenize_train,
+)
+from fedtune.models.adapters import attach_adapter
+from fedtune.models.adapters.state import get_adapter, set_adapter
+from fedtune.models.loader import LoadedModel, load_base
+
+
+@dataclass
+class Workspace:
+    """What a run needs that is expensive to build: the LoRA model, tokenizer, tokenized data."""
+
+    model: object  # peft model (the base model with the run's adapter)
+    tokenizer: object
+    data: FederatedData
+    train_tokens: list[TokenizedSet]  # per client
+    test_tokens: list[TokenizedSet]  # per client
+    global_test_tokens: TokenizedSet
+    initial_adapter: AdapterState
+    data_report: dict = field(default_factory=dict)
+    global_test_pairs: PreferenceTokens | None = None  # preference runs: held-out pairs
+
+    def dpo_reference(self, train: TrainConfig) -> AdapterState | None:
+        """The preference objectives' reference: None = the base model (adapter disabled), or the
+        adapter this run started from (``train.objective.reference: start``)."""
+        return self.initial_adapter if train.reference == "start" else None
+
 
 
 def build_data(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None) -> FederatedData:
-    """The run's federated data. The run follows the data's client count (a natural partition has
-    its own; ``empty_client: skip`` may leave some out)."""
-    data = build_federated_data(cfg, cfg.train.record_kind, scoring_context(loaded, cfg.data),
+    """The run's federated data (its client count may differ from ``federation.num_clients``: a
+    natural partition has its own, ``empty_client: skip`` may leave some out; the run follows
+    the data, see ``fit_federation``)."""
+    return build_federated_data(cfg, cfg.train.record_kind, scoring_context(loaded, cfg.data),
                                 cache_dir / "data" if cache_dir else None)
-    if data.num_clients != cfg.federation.num_clients:
-        cfg.federation.num_clients = data.num_clients
-    return data
+
+
+def fit_federation(cfg: RunConfig, data: FederatedData) -> RunConfig:
+    """``cfg`` with ``federation.num_clients`` set to the data's client count (a copy when it differs)."""
+    if data.num_clients == cfg.federation.num_clients:
+        return cfg
+    return cfg.model_copy(update={"federation": cfg.federation.model_copy(update={"num_clients": data.num_clients})})
 
 
 def tokenization_report(name: str, split: str, ts: TokenizedSet) -> list[dict]:
@@ -45,10 +80,10 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
 
     Preference data is tokenized as pairs for training; its test sets are tokenized both as SFT
     records answering with the chosen response (for exact match) and as pairs (reward accuracy)."""
-    loaded = loaded or load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
-    if hasattr(loaded.model, "peft_config"):  # reused by an earlier run: drop its LoRA layers (no merge)
+    loaded = loaded or load_base(cfg.model)
+    if hasattr(loaded.model, "peft_config"):  # reused by an earlier run: drop its adapter layers (no merge)
         loaded.model = loaded.model.unload()
-    model = attach_lora(loaded.model, cfg.model.lora, seed=cfg.seed)
+    model = attach_adapter(loaded.model, cfg.model.adapter, seed=cfg.seed)
     loaded.model = model
     if initial_adapter is not None:
         set_adapter(model, initial_adapter)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fedtune.client.batching import collate
-from fedtune.client.objectives.sft import causal_parts
-from fedtune.data.tokenize import IGNORE, TokenizedSet
+from fedtune.data.tokenize import TokenizedSet
+from fedtune.eval.registry import METRICS, Metric
+from fedtune.models.logprobs import IGNORE, causal_parts, collate
 from fedtune.precision import autocast
 
 
@@ -56,3 +56,29 @@ def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32,
             correct[i] = bool(wrong_per_row[j] == 0)
     n = len(tokens)
     return EvalResult(sum(correct) / max(n, 1), loss_sum / max(count, 1), n, correct)
+
+
+@METRICS.register("exact_match")
+class ExactMatch(Metric):
+    """Greedy exact match and token loss, overall and per record category (teacher-forced)."""
+
+    def on_global(self, evaluator, adapter):
+        ws = evaluator.ws
+        return self.score(evaluator, ws.global_test_tokens, ws.data.global_test)
+
+    def on_client(self, evaluator, client):
+        return self.score(evaluator, evaluator.ws.test_tokens[client])
+
+    def score(self, evaluator, tokens: TokenizedSet, records: list[dict] | None = None) -> dict:
+        """Exact match and loss; with ``records``, also exact match per record category."""
+        result = evaluate_sft(evaluator.ws.model, tokens, evaluator.pad_id, evaluator.cfg.eval.batch_size,
+                              evaluator.bf16)
+        out = result.as_dict()
+        if records is not None:
+            dropped = set(tokens.dropped)
+            kept = [r for i, r in enumerate(records) if i not in dropped]
+            by_cat: dict[str, list[bool]] = {}
+            for rec, ok in zip(kept, result.correct):
+                by_cat.setdefault(rec.get("category", ""), []).append(ok)
+            out["by_category"] = {k: sum(v) / len(v) for k, v in sorted(by_cat.items())}
+        return out

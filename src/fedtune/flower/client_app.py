@@ -35,7 +35,7 @@ def train(msg: Message, context: Context) -> Message:
     node = NodeSettings.from_node_config(context.node_config)
     job = decode_instruction(msg.content)
     if node.trainer_socket is not None:  # the site's resident trainer, which keeps the model loaded
-        from fedtune.flower.resident_trainer import train_remote
+        from fedtune.flower.deploy.resident_trainer import train_remote
 
         update = train_remote(node.trainer_socket, job, node, flower_run_id=context.run_id)
     else:  # train in this process (loads the model unless this process already has it)

@@ -7,7 +7,7 @@ import logging
 import math
 
 from fedtune.flower.node_config import NodeSettings
-from fedtune.server.strategy import ClientUpdate
+from fedtune.protocol import ClientUpdate
 
 log = logging.getLogger("fedtune")
 

@@ -16,8 +16,13 @@ from fedtune.config import RunConfig
 from fedtune.engine.rounds import ClientReplies
 from fedtune.flower.exchange import exchange
 from fedtune.flower.node_directory import NodeDirectory
-from fedtune.flower.wire import WireError, array_bytes, decode_update, encode_instruction
-from fedtune.server.strategy import ClientInstruction
+from fedtune.flower.wire import (
+    WireError,
+    array_bytes,
+    decode_update,
+    encode_instruction,
+)
+from fedtune.protocol import ClientInstruction
 
 TRAIN = "train"
 
@@ -28,6 +33,11 @@ class FlowerClients:
         self.directory = NodeDirectory(grid, cfg.federation)
         self.resumed_from = -1
         self.reference: AdapterState | None = None  # sent with every instruction when set (DPO reference: start)
+
+    def use_config(self, cfg: RunConfig) -> None:
+        """Serve ``cfg`` from now on (the run's config once its data fixed the client count)."""
+        self.cfg = cfg
+        self.directory.federation = cfg.federation
 
     def announce(self) -> None:
         """Ask the connected nodes who they are now; their answers are read at ``begin``."""

@@ -12,13 +12,13 @@ from pathlib import Path
 from fedtune.cache import cache_root
 from fedtune.client.trainer import LocalData
 from fedtune.config import RunConfig
-from fedtune.data.chat_templates import apply_template
 from fedtune.data.build import read_records
+from fedtune.data.chat_templates import apply_template
 from fedtune.data.ops.difficulty import scoring_context
 from fedtune.data.ops.pipeline import run_pipeline
 from fedtune.data.tokenize import tokenize_train
-from fedtune.models.loader import LoadedModel
 from fedtune.flower.node_config import NodeConfigError, NodeSettings
+from fedtune.models.loader import LoadedModel
 
 log = logging.getLogger("fedtune")
 
@@ -42,7 +42,9 @@ def local_records(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel | None
     score records with the model."""
     if node.data_file is not None:
         return file_records(cfg, node.data_file, loaded)
-    from fedtune.engine.workspace import build_data  # heavy imports: only nodes without a data file
+    from fedtune.engine.workspace import (
+        build_data,  # heavy imports: only nodes without a data file
+    )
 
     data = build_data(cfg, loaded, cache_root())
     if not 0 <= node.client_id < data.num_clients:

@@ -27,7 +27,7 @@ class NodeDirectory:
         self._asked: list[tuple[int, str]] = []  # (node, message id) of announce()'s questions
 
     @property
-    def num_clients(self) -> int:  # read late: building the data may change it
+    def num_clients(self) -> int:  # read late: the run's data may fix another count (use_config)
         return self.federation.num_clients
 
     def announce(self) -> None:

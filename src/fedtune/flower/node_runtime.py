@@ -14,15 +14,15 @@ import logging
 import os
 import re
 
-from fedtune.client.hooks import ClientStateStore
+from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
 from fedtune.config import RunConfig
 from fedtune.flower.node_config import NodeConfigError, NodeSettings
 from fedtune.flower.node_data import local_data
 from fedtune.flower.wire import TrainJob
+from fedtune.models.adapters import attach_adapter
 from fedtune.models.loader import LoadedModel
-from fedtune.models.lora import attach_lora
-from fedtune.server.strategy import ClientUpdate
+from fedtune.protocol import ClientUpdate
 
 log = logging.getLogger("fedtune")
 _MODELS: dict[str, LoadedModel] = {}  # model config -> the LoRA model and its tokenizer (the latest only)
@@ -30,22 +30,22 @@ _DATA: dict[str, LocalData] = {}  # (data config, node) -> tokenized training da
 
 
 def model_for(cfg: RunConfig) -> LoadedModel:
-    """The LoRA model and tokenizer for ``cfg.model``, loaded on first use in this process."""
+    """The model with its adapter and the tokenizer for ``cfg.model``, loaded on first use in this process."""
     key = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
     if key not in _MODELS:
-        from fedtune.models.loader import load_model
+        from fedtune.models.loader import load_base
 
         _MODELS.clear()  # one model at a time: a long-lived process may serve many runs
         log.info("loading base model %s (process %d)", cfg.model.name, os.getpid())
-        loaded = load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
-        loaded.model = attach_lora(loaded.model, cfg.model.lora, seed=cfg.seed)
+        loaded = load_base(cfg.model)
+        loaded.model = attach_adapter(loaded.model, cfg.model.adapter, seed=cfg.seed)
         _MODELS[key] = loaded
     return _MODELS[key]
 
 
 def data_for(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel) -> LocalData:
     key = json.dumps([cfg.data.model_dump(mode="json"), cfg.model.name, cfg.seed, cfg.federation.num_clients,
-                      cfg.train.objective, node.client_id, str(node.data_file or "")], sort_keys=True)
+                      cfg.train.record_kind, node.client_id, str(node.data_file or "")], sort_keys=True)
     if key not in _DATA:
         _DATA[key] = local_data(cfg, node, loaded)
     return _DATA[key]
@@ -84,7 +84,7 @@ def train(job: TrainJob, node: NodeSettings, flower_run_id: int) -> ClientUpdate
     store = state_store(cfg, node, flower_run_id, job.resumed_from)
     store.round = ins.round
     if cfg.train.reference == "start" and job.reference is None:
-        raise NodeConfigError("train.reference=start, but the server sent no reference adapter")
+        raise NodeConfigError("train.objective.reference=start, but the server sent no reference adapter")
     trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed, reference=job.reference)
     return trainer.train(ins, job.start, data)
 

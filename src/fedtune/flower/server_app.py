@@ -14,21 +14,18 @@ import logging
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedtune.algorithms import ALGORITHMS
 from fedtune.cache import cache_root
 from fedtune.config import ConfigError, RunConfig
 from fedtune.engine.progress import Progress
 from fedtune.engine.rounds import RoundLoop
 from fedtune.engine.run_dir import RunDir
-from fedtune.engine.workspace import build_workspace
+from fedtune.engine.workspace import build_workspace, fit_federation
 from fedtune.flower.app_config import AppSettings
 from fedtune.flower.grid_clients import FlowerClients
 
 log = logging.getLogger("fedtune")
 app = ServerApp()
-
-
-class FlowerRounds(RoundLoop):
-    engine = "flower"
 
 
 class LogProgress(Progress):
@@ -52,8 +49,10 @@ class LogProgress(Progress):
 
 
 def check_supported(cfg: RunConfig) -> None:
-    """Refuse what the Flower engine cannot run yet, with the reason."""
-    if cfg.algorithm.name in ("local", "centralized"):
+    """Refuse what the Flower engine cannot run, with the reason: a strategy that declares it
+    needs every client in one process (pooled data or personal adapters: the baselines)."""
+    strategy = ALGORITHMS[cfg.algorithm.name].target
+    if strategy.pools_data or strategy.personal_adapters:
         raise ConfigError(f"algorithm.name={cfg.algorithm.name}: this baseline needs all data or per-client adapters "
                           "in one process; run it with `fedtune run`")
 
@@ -66,9 +65,9 @@ def run_on_grid(grid: Grid, settings: AppSettings) -> dict:
     if not cfg.stages:
         return run_single(grid, settings, cfg)
     from fedtune.engine.runner import run_stages
-    from fedtune.models.loader import load_model
+    from fedtune.models.loader import load_base
 
-    loaded = load_model(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)  # shared by the stages
+    loaded = load_base(cfg.model)  # shared by the stages
     return run_stages(cfg, settings.resume, lambda stage, adapter: run_single(grid, settings, stage, loaded, adapter))
 
 
@@ -83,9 +82,12 @@ def run_single(grid: Grid, settings: AppSettings, cfg: RunConfig, loaded=None, i
     clients = FlowerClients(grid, cfg, settings.round_timeout, settings.node_wait)
     clients.announce()  # nodes start their ClientApps to answer while the workspace is built
     ws = build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
+    cfg = fit_federation(cfg, ws.data)
+    clients.use_config(cfg)
     clients.reference = ws.dpo_reference(cfg.train)
     run_dir.write_json("data_report.json", ws.data_report)
-    loop = FlowerRounds(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies)
+    loop = RoundLoop(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies,
+                     engine="flower")
     summary = loop.run(resume=settings.resume)
     summary["report"] = str(write_report(run_dir.path))
     log.info("run finished: %s", run_dir.path.resolve())

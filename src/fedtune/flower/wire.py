@@ -18,7 +18,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedtune.adapter_state import AdapterState
 from fedtune.config import RunConfig, from_dict
-from fedtune.server.strategy import ClientInstruction, ClientUpdate
+from fedtune.protocol import ClientInstruction, ClientUpdate
 
 ADAPTER = "adapter"
 REFERENCE = "reference"  # the DPO reference adapter (train.reference: start)

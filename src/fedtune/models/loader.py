@@ -14,12 +14,16 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fedtune.cache import cache_root
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+if TYPE_CHECKING:
+    from fedtune.models.config import ModelConfig
 
 
 class ModelLoadError(RuntimeError):
@@ -174,6 +178,11 @@ def load_tokenizer(name: str, gguf_file: str | None = None, revision: str | None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_base(model: "ModelConfig") -> LoadedModel:
+    """The base model and tokenizer a config's ``model`` section names."""
+    return load_model(model.name, model.gguf_file, model.revision)
 
 
 def load_model(name: str, gguf_file: str | None = None, revision: str | None = None) -> LoadedModel:

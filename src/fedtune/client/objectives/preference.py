@@ -1,66 +1,47 @@
-"""The DPO family as a local objective: reference log-probs once per round, then per micro-batch
-DPO / β-DPO / Dr. DPO on the policy's log-probs (fedtune/client/objectives/preference_losses.py).
+"""The DPO family's shared local objective: reference log-probs once per round, then a pair
+loss per micro-batch on the policy's log-probs. DPO, β-DPO and Dr. DPO (one file each) differ
+only in ``pair_loss``.
 
-The reference policy is never a second model copy: it is the same model with the LoRA adapter
+The reference policy is never a second model copy: it is the same model with the adapter
 disabled (``reference: base``) or with the frozen start adapter swapped in (``reference: start``,
 e.g. the SFT stage's result), evaluated once per round on the pairs the client will train on.
 """
 
 from __future__ import annotations
 
-import contextlib
+from typing import Literal
 
 import torch
+from pydantic import Field
 
-from fedtune.client.batching import collate
-from fedtune.client.objectives.preference_losses import (
-    BetaDPOState, beta_dpo_loss, dpo_loss, dr_dpo_loss, preference_metrics)
-from fedtune.client.objectives.sft import response_logps
-from fedtune.config import TrainConfig
 from fedtune.data.tokenize import PreferenceTokens
-from fedtune.models.lora import get_adapter, set_adapter
-
-BETA_DPO_STATE = "beta_dpo_state"
-
-
-def pair_batch(tokens: PreferenceTokens, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Chosen rows then rejected rows, one forward pass for both."""
-    ids = [tokens.chosen.input_ids[i] for i in idx] + [tokens.rejected.input_ids[i] for i in idx]
-    labels = [tokens.chosen.labels[i] for i in idx] + [tokens.rejected.labels[i] for i in idx]
-    return collate(ids, labels, pad_id)
+from fedtune.models.logprobs import pair_batch, reference_logps, response_logps
+from fedtune.schema import Section
 
 
-@torch.no_grad()
-def reference_logps(model, tokens: PreferenceTokens, indices: list[int], reference, pad_id: int,
-                    batch_size: int = 16) -> dict[int, tuple[float, float]]:
-    """index -> (chosen, rejected) log-probs under the reference policy."""
-    current = get_adapter(model) if reference is not None else None
-    was_training = model.training
-    model.eval()
-    out = {}
-    unique = sorted(set(indices))
-    try:
-        if reference is not None:
-            set_adapter(model, reference)
-        with model.disable_adapter() if reference is None else contextlib.nullcontext():
-            for s in range(0, len(unique), batch_size):
-                idx = unique[s : s + batch_size]
-                lp = response_logps(model, pair_batch(tokens, idx, pad_id))
-                for j, i in enumerate(idx):
-                    out[i] = (float(lp[j]), float(lp[len(idx) + j]))
-    finally:
-        if current is not None:
-            set_adapter(model, current)
-        model.train(was_training)
-    return out
+class PreferenceParams(Section):
+    """Parameters every DPO-family objective shares."""
+
+    beta: float = Field(0.1, gt=0)  # DPO's β: strength of the KL anchor to the reference
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # conservative DPO (cDPO) ε
+    # The reference policy: the base model (adapter disabled) or the adapter the run/stage started
+    # from (e.g. the SFT stage's result).
+    reference: Literal["base", "start"] = "base"
+
+
+def preference_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> dict[str, float]:
+    """Reward accuracy (share of pairs with chosen reward > rejected) and mean reward margin."""
+    return {"reward_accuracy": float((chosen_rewards > rejected_rewards).float().mean()),
+            "margin": float((chosen_rewards - rejected_rewards).mean())}
 
 
 class PreferenceObjective:
-    """dpo | beta-dpo | dr-dpo. A step's loss is the mean over its pairs."""
+    """Base of the DPO family. A step's loss is the mean over its pairs."""
 
-    def __init__(self, cfg: TrainConfig, reference):
-        self.cfg, self.name, self.reference = cfg, cfg.objective, reference
-        self.state = BetaDPOState()
+    record_kind = "preference"
+
+    def __init__(self, params: PreferenceParams, reference):
+        self.params, self.reference = params, reference
         self._ref: dict[int, tuple[float, float]] = {}
         self._sums: dict[str, float] = {}
         self._count = 0
@@ -75,30 +56,22 @@ class PreferenceObjective:
         self._ref = reference_logps(trainer.model, tokens, indices, self.reference, trainer.pad_id)
         self._sums, self._count = {}, 0
         self.generator = torch.Generator().manual_seed(trainer.round_seed)
-        if self.name == "beta-dpo":
-            saved = trainer.store.get(trainer.client_id, BETA_DPO_STATE)
-            self.state = BetaDPOState()
-            if saved is not None:
-                self.state.load_state_dict(saved)
 
     def end_round(self, trainer) -> None:
-        if self.name == "beta-dpo":
-            trainer.store.put(trainer.client_id, BETA_DPO_STATE, self.state.state_dict())
+        pass
+
+    def pair_loss(self, pc, pr, rc, rr) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """(mean loss over the pairs, chosen rewards, rejected rewards, extra metrics) from the
+        policy's and the reference's chosen/rejected log-probs."""
+        raise NotImplementedError
 
     def loss(self, model, tokens, idx, pad_id):
         """Mean pair loss of a micro-batch times its size (the trainer divides by the step's pairs)."""
         lp = response_logps(model, pair_batch(tokens, idx, pad_id))
         n = len(idx)
-        pc, pr = lp[:n], lp[n:]
         rc = torch.tensor([self._ref[i][0] for i in idx])
         rr = torch.tensor([self._ref[i][1] for i in idx])
-        cfg, info = self.cfg, {}
-        if self.name == "beta-dpo":
-            loss, cr, rj, info = beta_dpo_loss(pc, pr, rc, rr, cfg.dpo_beta, self.state, self.generator,
-                                               cfg.beta_dpo_rho, cfg.beta_dpo_a, cfg.beta_dpo_gamma, cfg.label_smoothing)
-        else:
-            losses, cr, rj = dpo_loss(pc, pr, rc, rr, cfg.dpo_beta, cfg.label_smoothing)
-            loss = dr_dpo_loss(losses, cfg.dr_dpo_beta_prime) if self.name == "dr-dpo" else losses.mean()
+        loss, cr, rj, info = self.pair_loss(lp[:n], lp[n:], rc, rr)
         for k, v in {**preference_metrics(cr, rj), **info}.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._count += 1

@@ -1,45 +1,25 @@
-"""Supervised fine-tuning loss: next-token cross-entropy on response tokens only.
-
-The LM head runs only at positions whose next token is a label. On short-answer data most
-positions are prompt, so this skips most of the vocabulary projection (a large share of a small
-model's FLOPs) without changing the loss.
-"""
+"""Supervised fine-tuning loss: next-token cross-entropy on response tokens only (the LM head
+runs only where a label is, see ``fedtune.models.logprobs``)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from fedtune.client.batching import collate
-from fedtune.data.tokenize import IGNORE, TokenizedSet
+from fedtune.client.objectives.registry import OBJECTIVES
+from fedtune.data.tokenize import TokenizedSet
+from fedtune.models.logprobs import IGNORE, collate, response_logits
 
 
-def causal_parts(model):
-    """(decoder, lm_head) of a (peft-wrapped) causal LM."""
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(causal, causal.base_model_prefix), causal.get_output_embeddings()
-
-
-def response_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at the positions that predict a label, those labels, and each one's row (flattened)."""
-    decoder, lm_head = causal_parts(model)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
-    return lm_head(hidden[:, :-1][keep]), targets[keep], keep.nonzero()[:, 0]
-
-
-def response_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-sequence sum of log p(response tokens), in fp32 (what DPO compares)."""
-    logits, targets, rows = response_logits(model, batch)
-    token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
-    return torch.zeros(batch["input_ids"].shape[0], dtype=token_logps.dtype).index_add(0, rows, token_logps)
-
-
+@OBJECTIVES.register("sft")
 class SFTObjective:
-    """Token-level cross-entropy; a step's loss is the mean over all its response tokens."""
+    """Supervised fine-tuning: token cross-entropy, a step's loss the mean over its response tokens."""
 
     name = "sft"
+    record_kind = "sft"
+
+    def __init__(self, params=None, reference=None):
+        self.params = params  # no parameters; SFT has no reference policy
 
     def lengths(self, tokens: TokenizedSet) -> list[int]:
         return tokens.lengths()

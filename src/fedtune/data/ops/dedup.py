@@ -13,8 +13,11 @@ import re
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from pydantic import Field
 
+from fedtune.data.ops.registry import OPS, DataOp
 from fedtune.data.ops.text import record_text, words
+from fedtune.schema import Section
 
 
 def _normalized(text: str, lowercase: bool) -> str:
@@ -66,3 +69,34 @@ def near_dedup(records: list[dict], threshold: float = 0.7, num_perm: int = 256,
 def duplicate_count(records: list[dict]) -> int:
     """Exact duplicates (normalized text) in ``records`` — for ``fedtune data inspect``."""
     return int(np.sum(~np.array(exact_dedup(records), dtype=bool))) if records else 0
+
+
+class ExactDedupParams(Section):
+    """Drop records whose normalized text (lowercase, whitespace collapsed) was already seen."""
+
+    lowercase: bool = True
+
+
+@OPS.register("exact_dedup", ExactDedupParams)
+class ExactDedup(DataOp):
+    """Drop records whose normalized text (lowercase, whitespace collapsed) was already seen."""
+
+    def keep(self, records, ctx):
+        return exact_dedup(records, self.params.lowercase)
+
+
+class NearDedupParams(Section):
+    """MinHash-LSH near-duplicate removal (Data-Juicer document_minhash_deduplicator defaults)."""
+
+    threshold: float = Field(0.7, gt=0, le=1)  # Jaccard similarity
+    num_perm: int = Field(256, ge=16)
+    window: int = Field(5, ge=1)  # word n-gram shingles
+
+
+@OPS.register("near_dedup", NearDedupParams)
+class NearDedup(DataOp):
+    """MinHash-LSH near-duplicate removal (Data-Juicer document_minhash_deduplicator defaults)."""
+
+    def keep(self, records, ctx):
+        p = self.params
+        return near_dedup(records, p.threshold, p.num_perm, p.window)

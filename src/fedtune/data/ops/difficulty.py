@@ -6,20 +6,25 @@ answer given the instruction, divided by its mean cross-entropy on the answer al
 instruction does not help the model; well below 1: the answer follows easily from it.
 
 A scorer is ``fn(records, ctx) -> list[float]``; register one with ``@register_scorer("name")``
-and select it with ``{op: difficulty, scorer: name}``.
+and select it with ``{op: difficulty, scorer: name}``. The ``difficulty`` op keeps a score range or
+the highest-scoring share.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from pydantic import Field
 
-from fedtune.client.batching import collate
-from fedtune.client.objectives.sft import response_logps
+from fedtune.data.ops.registry import OPS, DataOp, within
 from fedtune.data.records import sft_answer
-from fedtune.data.tokenize import IGNORE, as_sft, tokenize_sft
+from fedtune.data.sources import DataError
+from fedtune.data.tokenize import as_sft, tokenize_sft
+from fedtune.models.logprobs import IGNORE, collate, response_logps
+from fedtune.schema import Section
 
 
 @dataclass
@@ -91,3 +96,33 @@ def ifd(records: list[dict], ctx: ScoringContext) -> list[float]:
     for i, c, a in zip(scored, conditioned, alone):
         scores[i] = c / a if a > 0 else 0.0
     return scores
+
+
+class DifficultyParams(Section):
+    """Score every record with a registered scorer (e.g. IFD) and keep a range or a share."""
+
+    scorer: str = "ifd"
+    min: float | None = None
+    max: float | None = None
+    keep_fraction: float | None = Field(None, gt=0, le=1)  # keep the highest-scoring share
+    batch_size: int = Field(16, ge=1)
+
+
+@OPS.register("difficulty", DifficultyParams)
+class Difficulty(DataOp):
+    """Score every record with a registered scorer (e.g. IFD) and keep a range or a share."""
+
+    needs_model = True
+
+    def keep(self, records, ctx):
+        op = self.params
+        if op.scorer not in SCORERS:
+            raise DataError(f"data.pipeline difficulty.scorer: unknown scorer {op.scorer!r}; registered: {sorted(SCORERS)}")
+        ctx.batch_size = op.batch_size
+        scores = SCORERS[op.scorer](records, ctx)
+        keep = [math.isnan(s) or within(s, op.min, op.max) for s in scores]
+        if op.keep_fraction is not None:
+            ranked = sorted((s for s, k in zip(scores, keep) if k and not math.isnan(s)), reverse=True)
+            cut = ranked[max(0, math.ceil(op.keep_fraction * len(ranked)) - 1)] if ranked else math.inf
+            keep = [k and (math.isnan(s) or s >= cut) for s, k in zip(scores, keep)]
+        return keep

@@ -1,0 +1,32 @@
+"""The strategy shape every federated algorithm shares: reduce the client deltas (the
+aggregation seam), then apply the algorithm's server update rule to the reduced delta."""
+
+from __future__ import annotations
+
+from fedtune.adapter_state import AdapterState
+from fedtune.algorithms.aggregation import AggregationConfig, Aggregator
+from fedtune.algorithms.aggregation.delta import Delta
+from fedtune.protocol import Strategy
+
+
+class AggregatingStrategy(Strategy):
+    """``aggregate`` = ``server_update(x, Aggregator.reduce(x, updates))``. Subclasses define
+    ``server_update`` (and may add instructions in ``configure_round`` or state)."""
+
+    def __init__(self, params, aggregation: AggregationConfig | None = None, num_clients: int = 1, seed: int = 0):
+        self.params, self.num_clients = params, num_clients
+        self.aggregator = Aggregator(aggregation, weighting=self.fixed_weighting(params), seed=seed)
+
+    @classmethod
+    def fixed_weighting(cls, params) -> str | None:
+        """A weighting the algorithm imposes regardless of ``aggregation.weighting`` (None: none)."""
+        return None
+
+    def aggregate(self, round, global_adapter, updates):
+        return self.server_update(round, global_adapter, self.aggregator.reduce(global_adapter, updates, round), updates)
+
+    def round_report(self) -> dict:
+        return self.aggregator.report
+
+    def server_update(self, round: int, global_adapter: AdapterState, delta: Delta, updates) -> AdapterState:
+        raise NotImplementedError

@@ -1,0 +1,54 @@
+"""The aggregation seam: (per-update transforms) -> the configured reducer -> one float64 delta.
+
+Strategies call ``Aggregator.reduce(global_adapter, updates, round)`` and apply their own server
+update rule to the result (FedAvg's step, server momentum, Adam/Yogi/Adagrad moments, SCAFFOLD),
+so a robust reducer or a DP wrapper applies to every strategy at once. ``report`` describes the
+last reduction for the round's metrics row (the rule, which clients it kept and how weighted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fedtune.adapter_state import AdapterState
+from fedtune.algorithms.aggregation.delta import Delta, client_delta, client_weights
+from fedtune.algorithms.aggregation.registry import REDUCERS, AggregationConfig
+from fedtune.protocol import ClientUpdate
+
+log = logging.getLogger("fedtune")
+
+# A transform sees every delta of the round with its weights and returns the deltas to reduce.
+Transform = Callable[[list[Delta], list[float]], list[Delta]]
+
+
+class Aggregator:
+    def __init__(self, cfg: AggregationConfig | None = None, weighting: str | None = None,
+                 transforms: list[Transform] = (), seed: int = 0):
+        self.cfg = cfg or AggregationConfig()
+        self.weighting = weighting or self.cfg.weighting  # a strategy may fix it (OpenFedLLM's FedOpt)
+        self.reducer = REDUCERS[self.cfg.reducer.name].target(self.cfg.reducer, seed)
+        self.transforms = list(transforms)
+        self.report: dict = {}
+
+    def reduce(self, global_adapter: AdapterState, updates: list[ClientUpdate], round: int = 0) -> Delta:
+        """The round's aggregated delta: reduce_i(y_i - x) with the configured weights. With fewer
+        updates than the reducer is defined for, the round keeps the global adapter (a zero
+        delta, as Flower's Bulyan skips such a round), logged and reported."""
+        deltas = [client_delta(u, global_adapter) for u in updates]
+        weights = client_weights(updates, self.weighting)
+        for transform in self.transforms:
+            deltas = transform(deltas, weights)
+        needed = self.reducer.min_clients()
+        if len(deltas) < needed:
+            log.warning("round %d: %d updates, %s needs at least %d; the global adapter is kept",
+                        round, len(deltas), self.cfg.reducer.name, needed)
+            self.report = {"rule": self.cfg.reducer.name, "kept": [], "skipped": f"{len(deltas)} < {needed} updates"}
+            return {k: 0 * d for k, d in deltas[0].items()}
+        result = self.reducer.reduce(deltas, weights, round)
+        ids = [u.client_id for u in updates]
+        self.report = {"rule": result.rule or self.cfg.reducer.name, "kept": [ids[i] for i in result.kept]}
+        if result.weights is not None:
+            self.report["weights"] = {str(ids[i]): w for i, w in zip(result.kept, result.weights)}
+        self.report.update(result.notes)
+        return result.delta

@@ -1,0 +1,58 @@
+"""Distances between client deltas and coordinate-wise views of them, computed tensor by tensor
+(no flattened copy of all updates): what the distance- and coordinate-based reducers share."""
+
+from __future__ import annotations
+
+import torch
+
+from fedtune.algorithms.aggregation.delta import Delta
+
+
+def squared_distances(deltas: list[Delta]) -> torch.Tensor:
+    """[n, n] squared global L2 distances ||d_a − d_b||² over all tensors (Blanchard et al.'s
+    Krum, Flower's ``compute_distances``), from per-tensor Gram matrices."""
+    n = len(deltas)
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    for key in deltas[0]:
+        flat = torch.stack([d[key].reshape(-1) for d in deltas])
+        gram += flat @ flat.T
+    norms = gram.diagonal()
+    return (norms[:, None] + norms[None, :] - 2 * gram).clamp_min(0)
+
+
+def per_tensor_distances(deltas: list[Delta]) -> torch.Tensor:
+    """[n, n] sums over tensors of per-tensor L2 distances, Σ_k ||d_a[k] − d_b[k]|| (FederatedScope's
+    Krum and Bulyan ``_calculate_distance``)."""
+    n = len(deltas)
+    out = torch.zeros(n, n, dtype=torch.float64)
+    for key in deltas[0]:
+        flat = torch.stack([d[key].reshape(-1) for d in deltas])
+        out += torch.cdist(flat, flat)
+    return out
+
+
+def norms(deltas: list[Delta]) -> list[float]:
+    """Global L2 norm of each delta over all its tensors."""
+    return [float(sum(float((t * t).sum()) for t in d.values()) ** 0.5) for d in deltas]
+
+
+def stacked(deltas: list[Delta], key: str) -> torch.Tensor:
+    """[n, *shape] of one tensor across clients (coordinate-wise rules work on this)."""
+    return torch.stack([d[key] for d in deltas])
+
+
+def weighted_sum(deltas: list[Delta], weights: list[float]) -> Delta:
+    """Σ_i w_i d_i (with weights that sum to one, the weighted mean)."""
+    out = {}
+    for key in deltas[0]:
+        acc = weights[0] * deltas[0][key]
+        for d, w in zip(deltas[1:], weights[1:]):
+            acc = acc + w * d[key]
+        out[key] = acc
+    return out
+
+
+def subset_mean(deltas: list[Delta], weights: list[float], kept: list[int]) -> Delta:
+    """The weighted mean of the deltas at ``kept``, their weights renormalized to sum to one."""
+    total = sum(weights[i] for i in kept)
+    return weighted_sum([deltas[i] for i in kept], [weights[i] / total for i in kept])

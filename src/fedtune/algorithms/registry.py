@@ -1,0 +1,22 @@
+"""The algorithm registry: ``algorithm: {name: NAME, ...}`` -> a Strategy.
+
+An algorithm is one file in this package: its server Strategy (registered with
+``@ALGORITHMS.register(NAME, Params)``), its parameter model and, where it changes local
+training, its client hook (``fedtune.client.hooks.register_hook``). Every Strategy class is built
+the same way: ``cls(params, aggregation, num_clients, seed)``.
+"""
+
+from __future__ import annotations
+
+from fedtune.algorithms.aggregation import AggregationConfig
+from fedtune.protocol import Strategy
+from fedtune.schema import Registry, Section
+
+ALGORITHMS = Registry("algorithm")
+
+
+def build_strategy(algorithm: Section, num_clients: int, aggregation: AggregationConfig | None = None,
+                   seed: int = 0) -> Strategy:
+    """The Strategy for ``algorithm`` (a validated parameter model) over ``num_clients`` clients;
+    ``seed`` (the run's) drives randomized aggregation rules."""
+    return ALGORITHMS[algorithm.name].target(algorithm, aggregation or AggregationConfig(), num_clients, seed)

@@ -1,0 +1,1 @@
+"""The command line: thin typer commands that parse, load the config and call the library."""

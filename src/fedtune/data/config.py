@@ -1,0 +1,79 @@
+"""The ``data`` config section: sources and formats, the partition into clients, the processing
+pipeline (one op per file under ``data/ops``) and the built-in suite."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from fedtune.data.ops import OPS
+from fedtune.schema import Section
+
+
+class SuiteConfig(Section):
+    """The built-in federated task suite (see fedtune.data.suite)."""
+
+    entities_per_client: int = Field(6, ge=1)
+    rules: list[str] | None = None  # skill rules in play; None = as many as clients
+    rule_concentration: float = Field(0.0, ge=0)  # 0 = pathological (one rule per client); >0 = Dirichlet alpha
+    skill_train_per_client: int = Field(24, ge=0)
+    test_per_rule: int = Field(8, ge=1)
+    noise_rate: list[float] | float = 0.0  # share of corrupted responses, per client or for all
+    flip_rate: float = Field(0.0, ge=0, le=1)  # preference pairs whose chosen/rejected are swapped
+    forbidden_topic: str | None = None  # a topic whose questions get refusals (safety experiments)
+
+
+class PartitionConfig(Section):
+    """How one pool of records is split into clients (flwr-datasets partitioners; docs/data.md)."""
+
+    # iid | dirichlet (alpha over `by`) | pathological (classes_per_client of `by`) | shard |
+    # size (linear / exponential / explicit sizes) | natural (one client per value of `by`,
+    # or per key of a federated file)
+    # Default: natural for a per-client source (federated file, directory of files), else iid.
+    method: Literal["iid", "dirichlet", "pathological", "shard", "size", "natural"] | None = None
+    by: str = "category"  # the label column (dirichlet/pathological/shard) or client-id column (natural)
+    alpha: float = Field(0.5, gt=0)
+    min_partition_size: int = Field(1, ge=0)  # dirichlet: resample until every client has this many
+    classes_per_client: int = Field(2, ge=1)
+    shards_per_client: int = Field(2, ge=1)
+    size_skew: Literal["linear", "exponential"] = "linear"
+    sizes: list[int] | None = None  # size: explicit records per client (overrides size_skew)
+    seed: int | None = None  # defaults to the run seed
+
+
+FORMATS = ("auto", "alpaca", "instruction-response", "question-answer", "sharegpt", "messages", "preference",
+           "hh-rlhf")
+
+
+class DataConfig(Section):
+    # None = the built-in suite. Otherwise a file (.json .jsonl .csv .parquet, optionally .gz), a
+    # directory of such files, or a Hugging Face dataset `hf:org/name` (see subset/split/revision).
+    source: str | None = None
+    format: Literal[FORMATS] = "auto"
+    # Your column -> the format's field, e.g. {question: instruction, answer: output}.
+    columns: dict[str, str] = {}
+    subset: str | None = None  # Hugging Face config name
+    split: str = "train"  # Hugging Face split
+    revision: str | None = None
+    limit: int | None = Field(None, ge=1)  # read only the first N records
+    test_source: str | None = None  # a separate held-out global test set (same format)
+    global_test: int | float = 0.1  # else: records (int) or share (float) held out before partitioning
+    test_fraction: float = Field(0.1, ge=0, lt=1)  # per-client local test split
+    partition: PartitionConfig = PartitionConfig()
+    pipeline: list[OPS.choice()] = []  # processing applied to every client's training data, in order
+    empty_client: Literal["error", "skip"] = "error"  # a client left with no training record
+    invalid_records: Literal["error", "skip"] = "error"  # a row that is not a valid record: stop, or drop and count
+    template: str | None = None  # None = the model's own chat template; else alpaca, chatml, vicuna
+    suite: SuiteConfig = SuiteConfig()
+
+    @field_validator("global_test")
+    @classmethod
+    def _share_or_count(cls, v):
+        if isinstance(v, float) and not 0 <= v < 1:
+            raise ValueError("a share must be in [0, 1); use an int for a count")
+        if isinstance(v, int) and v < 0:
+            raise ValueError("a count must be >= 0")
+        return v
+    max_length: int = Field(256, ge=8)  # tokens; longer examples are truncated and counted
+    system_prompt: str | None = "Answer with the answer only."

@@ -1,0 +1,16 @@
+"""The ``eval`` config section: when to evaluate, on what, with which metrics."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from fedtune.eval.registry import METRICS
+from fedtune.schema import Section
+
+
+class EvalConfig(Section):
+    every: int = Field(1, ge=0)  # rounds between evaluations; 0 = only at the end
+    per_client: bool = False  # also evaluate on each client's own test split
+    batch_size: int = Field(32, ge=1)
+    # None = by the run's records: [exact_match] for SFT, [exact_match, reward_accuracy] for preference
+    metrics: list[METRICS.choice()] | None = None

@@ -1,0 +1,83 @@
+"""Server-side evaluation of adapters on the workspace's test sets (both engines).
+
+The configured metrics (``eval.metrics``, one file each) score the global test set and, with
+``eval.per_client``, each client's own test split. ``evaluate_personal`` scores one adapter per
+client (strategies with personal adapters, e.g. the local-only baseline) and reports the mean.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fedtune.adapter_state import AdapterState
+from fedtune.eval.registry import METRICS
+from fedtune.models.adapters.state import set_adapter
+from fedtune.precision import use_bf16
+
+if TYPE_CHECKING:
+    from fedtune.config import RunConfig
+    from fedtune.engine.workspace import Workspace
+
+
+def default_metrics(preference: bool) -> list[str]:
+    return ["exact_match", "reward_accuracy"] if preference else ["exact_match"]
+
+
+class Evaluator:
+    """``reference`` is the DPO reference adapter (None = the base model, adapter disabled)."""
+
+    def __init__(self, cfg: "RunConfig", ws: "Workspace", reference: AdapterState | None):
+        self.cfg, self.ws, self.reference = cfg, ws, reference
+        self.bf16 = use_bf16(cfg.train.bf16)
+        self.pad_id = ws.tokenizer.pad_token_id
+        chosen = cfg.eval.metrics
+        if chosen is None:
+            chosen = [METRICS.config(n) for n in default_metrics(ws.global_test_pairs is not None)]
+        self.metrics = [METRICS[m.name].target(m) for m in chosen]
+
+    def evaluate(self, adapter: AdapterState) -> dict:
+        """Global (and, with ``eval.per_client``, per-client) metrics of one adapter."""
+        set_adapter(self.ws.model, adapter)
+        out = {"global": self._global(adapter)}
+        if self.cfg.eval.per_client:
+            out["clients"] = {str(c): self._client(c) for c, t in enumerate(self.ws.test_tokens) if len(t)}
+        return out
+
+    def evaluate_personal(self, adapters: dict[int, AdapterState]) -> dict:
+        """Each client's own adapter on the global test set (and on its own split); the global
+        figures are the mean over clients."""
+        per_client = {}
+        for c, adapter in adapters.items():
+            set_adapter(self.ws.model, adapter)
+            entry = {"global": self._global(adapter)}
+            if self.cfg.eval.per_client and len(self.ws.test_tokens[c]):
+                entry["own"] = self._client(c)
+            per_client[str(c)] = entry
+        return {"global": mean_of([v["global"] for v in per_client.values()]),
+                "clients": {c: v.get("own", v["global"]) for c, v in per_client.items()}}
+
+    def _global(self, adapter: AdapterState) -> dict:
+        out = {}
+        for metric in self.metrics:
+            out.update(metric.on_global(self, adapter))
+        return out
+
+    def _client(self, client: int) -> dict:
+        out = {}
+        for metric in self.metrics:
+            out.update(metric.on_client(self, client) or {})
+        return out
+
+
+def mean_of(results: list[dict]) -> dict:
+    """Key-wise mean of metric dicts (nested dicts too; a count that is equal everywhere stays an int)."""
+    out = {}
+    for key, first in results[0].items():
+        values = [r[key] for r in results]
+        if isinstance(first, dict):
+            out[key] = mean_of(values)
+        elif isinstance(first, int) and not isinstance(first, bool) and len(set(values)) == 1:
+            out[key] = first
+        else:
+            out[key] = sum(values) / len(values)
+    return out

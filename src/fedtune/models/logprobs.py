@@ -1,0 +1,86 @@
+"""Log-probabilities of responses: the one forward pass that the SFT loss, the DPO family,
+difficulty scores (IFD) and evaluation share.
+
+Labels use ``IGNORE`` (-100, the Hugging Face convention) at every position that is not part of
+a response; batches are right-padded by ``collate``. The LM head runs only at positions whose
+next token is a label: on short-answer data most positions are prompt, so this skips most of the
+vocabulary projection (a large share of a small model's FLOPs) without changing any result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from fedtune.models.adapters.state import get_adapter, set_adapter
+
+IGNORE = -100  # the label of a position no loss or log-prob counts
+
+
+def collate(input_ids: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors; padding is masked in attention and ignored in the loss."""
+    width = max(len(x) for x in input_ids)
+    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
+    lab = torch.full((len(input_ids), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for row, (x, y) in enumerate(zip(input_ids, labels)):
+        ids[row, : len(x)] = torch.tensor(x)
+        lab[row, : len(y)] = torch.tensor(y)
+        mask[row, : len(x)] = 1
+    return {"input_ids": ids, "labels": lab, "attention_mask": mask}
+
+
+def causal_parts(model):
+    """(decoder, lm_head) of a (peft-wrapped) causal LM."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(causal, causal.base_model_prefix), causal.get_output_embeddings()
+
+
+def response_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict a label, those labels, and each one's row (flattened)."""
+    decoder, lm_head = causal_parts(model)
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    return lm_head(hidden[:, :-1][keep]), targets[keep], keep.nonzero()[:, 0]
+
+
+def response_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per-sequence sum of log p(response tokens), in fp32 (what DPO compares)."""
+    logits, targets, rows = response_logits(model, batch)
+    token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
+    return torch.zeros(batch["input_ids"].shape[0], dtype=token_logps.dtype).index_add(0, rows, token_logps)
+
+
+def pair_batch(tokens, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Chosen rows then rejected rows, one forward pass for both."""
+    ids = [tokens.chosen.input_ids[i] for i in idx] + [tokens.rejected.input_ids[i] for i in idx]
+    labels = [tokens.chosen.labels[i] for i in idx] + [tokens.rejected.labels[i] for i in idx]
+    return collate(ids, labels, pad_id)
+
+
+@torch.no_grad()
+def reference_logps(model, tokens, indices: list[int], reference, pad_id: int,
+                    batch_size: int = 16) -> dict[int, tuple[float, float]]:
+    """index -> (chosen, rejected) log-probs under the reference policy."""
+    current = get_adapter(model) if reference is not None else None
+    was_training = model.training
+    model.eval()
+    out = {}
+    unique = sorted(set(indices))
+    try:
+        if reference is not None:
+            set_adapter(model, reference)
+        with model.disable_adapter() if reference is None else contextlib.nullcontext():
+            for s in range(0, len(unique), batch_size):
+                idx = unique[s : s + batch_size]
+                lp = response_logps(model, pair_batch(tokens, idx, pad_id))
+                for j, i in enumerate(idx):
+                    out[i] = (float(lp[j]), float(lp[len(idx) + j]))
+    finally:
+        if current is not None:
+            set_adapter(model, current)
+        model.train(was_training)
+    return out

@@ -1,1 +1,0 @@
-"""Server side: strategies (FedAvg, FedOpt family, SCAFFOLD, baselines) and update checks."""
