@@ -43,3 +43,32 @@ def tiny_overrides(tmp_path, **extra) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+class Interrupted(Exception):
+    """Stands in for a kill: raised inside a round, after its clients trained, before its checkpoint."""
+
+
+def interrupt_in_round(cfg, loaded, stop_round: int) -> None:
+    """Run ``cfg`` on the embedded engine and kill it inside round ``stop_round``: after the
+    round's clients trained (and wrote their state), before its checkpoint."""
+    from fedtune.engine.run_dir import RunDir
+    from fedtune.engine.simulation import Simulation
+    from fedtune.engine.workspace import build_workspace, fit_federation
+
+    ws = build_workspace(cfg, loaded)
+    cfg = fit_federation(cfg, ws.data)
+    run_dir = RunDir(cfg.run_dir())
+    run_dir.start(cfg, resume=False)
+    sim = Simulation(cfg, ws, run_dir)
+    execute = sim.executor.execute
+
+    def execute_then_die(r, work):
+        replies = execute(r, work)
+        if r == stop_round:
+            raise Interrupted
+        return replies
+
+    sim.executor.execute = execute_then_die
+    with pytest.raises(Interrupted):
+        sim.run()

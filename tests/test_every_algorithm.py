@@ -12,20 +12,13 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import interrupt_in_round, tiny_overrides
 from safetensors.torch import load_file
 
 from fedtune.algorithms import ALGORITHMS
 from fedtune.config import load_config
-from fedtune.engine.run_dir import RunDir
 from fedtune.engine.runner import run_experiment
-from fedtune.engine.simulation import Simulation
-from fedtune.engine.workspace import build_workspace, fit_federation
 from fedtune.models.loader import LoadedModel
-
-
-class Interrupted(Exception):
-    """Stands in for a kill: raised inside a round, after its clients trained, before its checkpoint."""
 
 
 def _config(tmp_path, name: str, out: str):
@@ -41,25 +34,6 @@ def _adapters(run_dir) -> dict[str, dict[str, torch.Tensor]]:
     return {str(p.relative_to(run_dir)): load_file(str(p)) for p in sorted(run_dir.glob("adapter*/**/*.safetensors"))}
 
 
-def _interrupt_in_round(cfg, loaded, stop_round: int) -> None:
-    ws = build_workspace(cfg, loaded)
-    cfg = fit_federation(cfg, ws.data)
-    run_dir = RunDir(cfg.run_dir())
-    run_dir.start(cfg, resume=False)
-    sim = Simulation(cfg, ws, run_dir)
-    execute = sim.executor.execute
-
-    def execute_then_die(r, work):
-        replies = execute(r, work)
-        if r == stop_round:
-            raise Interrupted
-        return replies
-
-    sim.executor.execute = execute_then_die
-    with pytest.raises(Interrupted):
-        sim.run()
-
-
 @pytest.mark.parametrize("name", ALGORITHMS.names())
 def test_algorithm_resumes_bit_identical(tmp_path, tiny, name):
     loaded = LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
@@ -67,7 +41,7 @@ def test_algorithm_resumes_bit_identical(tmp_path, tiny, name):
     run_experiment(reference, loaded=loaded, progress=False)
 
     cut = _config(tmp_path, name, "cut")
-    _interrupt_in_round(cut, loaded, stop_round=1)
+    interrupt_in_round(cut, loaded, stop_round=1)
     assert not (cut.run_dir() / "summary.json").exists()
     run_experiment(cut, resume=True, loaded=loaded, progress=False)
 

@@ -78,3 +78,23 @@ def test_flwr_run_dot_runs_the_repository_app(tmp_path):
     assert cfg["name"] == "flower-demo" and cfg["federation"]["num_clients"] == 2  # from pyproject.toml
     assert json.loads((run / "summary.json").read_text())["engine"] == "flower"
     assert [set(r["train"]) for r in read_rows(run)] == [{"0", "1"}]
+
+
+@pytest.mark.parametrize("method", ["sign_flip", "alie"])
+def test_attacks_on_flower_match_the_embedded_engine(tmp_path, method):
+    """A simulated attacker under a robust rule on Flower: sign flip runs on the attacker's own
+    node, ALIE (omniscient: it needs the round's benign updates) in the ServerApp's collusion
+    channel; either way the final adapter and the ground-truth rows equal the embedded run's."""
+    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
+        "federation.num_clients": 3, "aggregation.reducer": {"name": "median"},
+        "attack": {"method": method, "clients": [1]}})
+    with Federation(tmp_path, simulation=True) as fed:
+        out = fed.run(config, federation_config={"num-supernodes": 3, "client-resources-num-cpus": 1})
+    assert "run finished" in out, out[-3000:]
+    reference = embedded_run(config, tmp_path / "embedded-run")
+    assert_adapters_close(final_adapter(tmp_path / "sim-run"), final_adapter(reference))
+    rows, embedded = read_rows(tmp_path / "sim-run"), read_rows(reference)
+    for row, other in zip(rows, embedded):
+        assert row["attack"]["clients"] == [1] and row["aggregation"]["rule"] == "median"
+        assert row["attack"]["distance_from_benign_mean"] == pytest.approx(
+            other["attack"]["distance_from_benign_mean"], rel=1e-3, abs=1e-6)

@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from fedtune.algorithms import ALGORITHMS
-from fedtune.algorithms.aggregation import AggregationConfig
+from fedtune.algorithms.aggregation import REDUCERS, AggregationConfig
+from fedtune.attacks import ATTACKS
 from fedtune.client.train_config import TrainConfig
 from fedtune.data.config import DataConfig
 from fedtune.eval.config import EvalConfig
@@ -65,6 +66,8 @@ class RunConfig(Section):
     # The FL algorithm and its own parameters, e.g. {name: fedprox, mu: 0.01} (`fedtune ls algorithms`).
     algorithm: ALGORITHMS.choice(default="fedavg") = "fedavg"
     aggregation: AggregationConfig = AggregationConfig()
+    # Simulated attackers, e.g. {method: alie, clients: 0.2} (`fedtune ls attacks`); null = none.
+    attack: ATTACKS.choice(optional=True) = None
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     output: OutputConfig = OutputConfig()
@@ -200,9 +203,29 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
 
 def from_dict(data: dict, source: str = "config") -> RunConfig:
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_error(e.errors()[0], source)) from None
+    check_constraints(cfg, source)
+    return cfg
+
+
+def check_constraints(cfg: RunConfig, source: str = "config") -> None:
+    """What no single section can check alone: the reducer's needs against the clients per round,
+    the attackers against the clients."""
+    reducer = cfg.aggregation.reducer
+    needed = REDUCERS[reducer.name].target(reducer).min_clients()
+    per_round = cfg.federation.per_round()
+    if per_round < needed:
+        rule = REDUCERS[reducer.name].target.requirement
+        raise ConfigError(f"{source}: 'aggregation.reducer': {reducer.name} with these parameters needs at least "
+                          f"{needed} clients per round ({rule}), but federation samples {per_round}")
+    attack = cfg.attack
+    if attack is not None and isinstance(attack.clients, list):
+        bad = [c for c in attack.clients if c >= cfg.federation.num_clients]
+        if bad:
+            raise ConfigError(f"{source}: 'attack.clients': client {bad[0]} does not exist "
+                              f"(federation.num_clients = {cfg.federation.num_clients})")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:

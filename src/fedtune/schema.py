@@ -98,14 +98,18 @@ class Registry:
         """A validated parameter model for entry ``name`` (defaults for missing keys)."""
         return self[name].params(**params)
 
-    def choice(self, default: str | None = None):
+    def choice(self, default: str | None = None, optional: bool = False):
         """The annotated type of one choice of this kind, validated by the entry it names at
         validation time (so an entry registered by a user's module works too). Accepts the short
-        form ``"fedprox"`` for ``{name: fedprox}``; a mapping without the tag means ``default``."""
-        return Annotated[Section, PlainValidator(lambda value: self._validate(value, default)),
-                         PlainSerializer(lambda v: v.model_dump(mode="json")), self]
+        form ``"fedprox"`` for ``{name: fedprox}``; a mapping without the tag means ``default``;
+        with ``optional``, None means no component."""
+        return Annotated[Section | None if optional else Section,
+                         PlainValidator(lambda value: self._validate(value, default, optional)),
+                         PlainSerializer(lambda v: None if v is None else v.model_dump(mode="json")), self]
 
-    def _validate(self, value, default):
+    def _validate(self, value, default, optional=False):
+        if value is None and optional:
+            return None
         if isinstance(value, Section) and any(isinstance(value, e.params) for e in self.entries.values()):
             return value
         if isinstance(value, str):

@@ -11,10 +11,10 @@ from rich.table import Table
 from fedtune.schema import REGISTRIES, Entry, Registry
 
 # `fedtune ls KIND`: the plural a user types -> the registry kind; and where a choice goes in YAML.
-KINDS = {"algorithms": "algorithm", "objectives": "objective", "reducers": "reducer", "adapters": "adapter",
-         "ops": "op", "metrics": "metric"}
+KINDS = {"algorithms": "algorithm", "objectives": "objective", "reducers": "reducer", "attacks": "attack",
+         "adapters": "adapter", "ops": "op", "metrics": "metric"}
 WHERE = {"algorithm": "algorithm", "objective": "train.objective", "reducer": "aggregation.reducer",
-         "adapter": "model.adapter", "op": "data.pipeline[]", "metric": "eval.metrics[]"}
+         "attack": "attack", "adapter": "model.adapter", "op": "data.pipeline[]", "metric": "eval.metrics[]"}
 
 
 def registries() -> dict[str, Registry]:

@@ -66,7 +66,7 @@ def _logging(debug: bool) -> None:
 @user_errors
 def ls(
     kind: Annotated[Optional[str], typer.Argument(
-        help="algorithms | objectives | reducers | adapters | ops | metrics (default: all).")] = None,
+        help="algorithms | objectives | reducers | attacks | adapters | ops | metrics (default: all).")] = None,
     debug: DebugOpt = False,
 ):
     """List what a config can name: every registered algorithm, objective, aggregation reducer,

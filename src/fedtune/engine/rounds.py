@@ -18,6 +18,8 @@ from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
 from fedtune.algorithms import build_strategy
 from fedtune.algorithms.update_checks import check_update
+from fedtune.attacks import ATTACKS, attacker_ids
+from fedtune.attacks.simulation import AttackedClients, harm
 from fedtune.client.state_store import ClientStateStore
 from fedtune.config import RunConfig
 from fedtune.engine.progress import Progress
@@ -48,6 +50,8 @@ class ClientReplies:
     failed: dict[str, str] = field(default_factory=dict)  # client id -> why no update arrived
     rejected: dict[str, str] = field(default_factory=dict)  # client id -> why a reply was unusable
     senders: dict[int, str] = field(default_factory=dict)  # client id -> who sent it, e.g. "node 42"
+    # simulation ground truth: the clients whose update an attack replaced (the strategy never reads it)
+    attackers: list[int] = field(default_factory=list)
     bytes_up: int = 0
     bytes_down: int = 0
 
@@ -69,6 +73,10 @@ class RoundLoop:
     def __init__(self, cfg: RunConfig, ws: "Workspace", run_dir: RunDir, executor: ClientExecutor,
                  progress: Progress | None = None, store: ClientStateStore | None = None,
                  min_replies: int | None = None, strategy: Strategy | None = None, engine: str = "embedded"):
+        if cfg.attack is not None:  # simulated attackers sit between the clients and the server
+            executor = AttackedClients(executor, cfg.attack, attacker_ids(cfg.attack, cfg.federation.num_clients, cfg.seed),
+                                       cfg.seed, craft_here=not getattr(executor, "runs_node_attacks", False)
+                                       or ATTACKS[cfg.attack.method].target.omniscient)
         self.cfg, self.ws, self.run_dir, self.executor, self.engine = cfg, ws, run_dir, executor, engine
         self.progress = progress or Progress(enabled=False)
         self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients, cfg.aggregation,
@@ -144,6 +152,7 @@ class RoundLoop:
             updates.append(update)
         t_train = time.perf_counter() - t0
 
+        previous = global_adapter
         if updates:
             global_adapter = self.strategy.aggregate(r, global_adapter, updates)
         else:
@@ -163,6 +172,10 @@ class RoundLoop:
         }
         if updates and (report := self.strategy.round_report()):
             row["aggregation"] = report  # e.g. the rule that ran and the clients it kept
+        if replies.attackers:  # measurable harm: how far the round moved from the benign clients' mean
+            benign = [u for u in updates if u.client_id not in replies.attackers]
+            row["attack"] = {"clients": replies.attackers,
+                             **harm(previous, global_adapter, benign, cfg.aggregation.weighting)}
         t1 = time.perf_counter()
         last = r == cfg.federation.rounds - 1
         if last or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):

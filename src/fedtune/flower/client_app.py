@@ -14,6 +14,8 @@ import logging
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedtune.attacks import ATTACKS, attacker_ids
+from fedtune.attacks.simulation import on_node
 from fedtune.flower import faults
 from fedtune.flower.node_config import NodeSettings
 from fedtune.flower.wire import decode_instruction, encode_update
@@ -43,4 +45,8 @@ def train(msg: Message, context: Context) -> Message:
 
         update = node_runtime.train(job, node, flower_run_id=context.run_id)
     update = faults.after_training(node, update)
+    if job.cfg.attack is not None and not ATTACKS[job.cfg.attack.method].target.omniscient:
+        cfg = job.cfg  # a simulated attacker: this node tampers with its own update before it leaves
+        update = on_node(cfg.attack, attacker_ids(cfg.attack, cfg.federation.num_clients, cfg.seed), cfg.seed,
+                         update, job.start, job.instruction.round)
     return Message(encode_update(update), reply_to=msg)

@@ -28,6 +28,7 @@ TRAIN = "train"
 
 
 class FlowerClients:
+    runs_node_attacks = True  # a simulated attacker that needs only its own update attacks on its node
     def __init__(self, grid: Grid, cfg: RunConfig, round_timeout: float | None = None, node_wait: float = 120.0):
         self.grid, self.cfg, self.round_timeout, self.node_wait = grid, cfg, round_timeout, node_wait
         self.directory = NodeDirectory(grid, cfg.federation)

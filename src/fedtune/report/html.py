@@ -81,6 +81,7 @@ def write_report(run_dir: str | Path) -> Path:
         _img(plots.eval_metric(rows, "exact_match", "Exact match on test sets"), "exact match"),
         _img(plots.eval_metric(rows, "loss", "Test loss"), "test loss"),
         _img(plots.communication(rows), "communication"),
+        _img(plots.attack_harm(rows), "attack harm"),
         *(_img(png, name) for name, png in plots.extra_train_metrics(rows).items()),
     ]
     per_round = [[r["round"], len(r.get("clients", [])), _fmt(r.get("train_loss")),
@@ -118,9 +119,12 @@ def write_comparison_report(out_path: str | Path, runs: dict[str, Path], title: 
     rows = [[k, f"{v:.1f}", _fmt((entries[k].get("global") or {}).get("loss", ""))] for k, v in zip(labels, values)]
     links = "".join(f'<li><a href="{html.escape(str(Path(d).name))}/report.html">{html.escape(k)}</a></li>'
                     for k, d in runs.items())
+    curves = {label: [(r["round"], 100 * r["eval"]["global"]["exact_match"]) for r in _read_rows(Path(d))
+                      if "exact_match" in r.get("eval", {}).get("global", {})] for label, d in runs.items()}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>
 {_img(plots.comparison_bar(labels, values, "Exact match on the global test set"), "comparison")}
+{_img(plots.accuracy_curves(curves, "Exact match per round"), "accuracy per round")}
 {_table(["model", "exact match %", "test loss"], rows)}<h2>Runs</h2><ul>{links}</ul></body></html>"""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,38 @@ def extra_train_metrics(rows: list[dict]) -> dict[str, bytes]:
     return out
 
 
+def attack_harm(rows: list[dict]) -> bytes | None:
+    """Per round, under simulated attackers: how far the global update went from the benign
+    clients' mean (and that mean's own size), with the aggregation rule of each round."""
+    pts = [(r["round"], r["attack"]) for r in rows if "distance_from_benign_mean" in r.get("attack", {})]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot([p for p, _ in pts], [a["distance_from_benign_mean"] for _, a in pts], marker="o", label="‖update − benign mean‖")
+    ax.plot([p for p, _ in pts], [a["benign_mean_norm"] for _, a in pts], ls="--", label="‖benign mean‖")
+    rules = {r["round"]: r.get("aggregation", {}).get("rule") for r in rows}
+    for rnd, a in pts:
+        if rules.get(rnd):
+            ax.annotate(rules[rnd], (rnd, a["distance_from_benign_mean"]), fontsize=7, rotation=30)
+    ax.set(xlabel="round", ylabel="L2 distance", title=f"Harm of the attack (attackers {pts[0][1]['clients']})")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def accuracy_curves(curves: dict[str, list[tuple[int, float]]], title: str) -> bytes | None:
+    """Global exact match per round, one line per run (a comparison of runs)."""
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (label, pts) in enumerate(curves.items()):
+        ax.plot(*zip(*pts), marker=".", lw=1, color=f"C{i % 10}", ls="-" if i < 10 else "--", label=label)
+    ax.set(xlabel="round", ylabel="exact match %", title=title)
+    if len(curves) <= 20:
+        ax.legend(fontsize=6, ncol=2)
+    return _png(fig)
+
+
 def comparison_bar(labels: list[str], values: list[float], title: str, ylabel: str = "exact match %") -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     bars = ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
