@@ -5,7 +5,9 @@ Usage: python benchmarks/robustness.py [--clients 10] [--rates 0.2,0.4] [--round
 
 Every cell is one federated run (FedAvg's server step over the chosen reducer) with the same
 seed, data and attackers; it prints the final global exact match (%) per attack × reducer and
-writes results.json, a comparison report (accuracy per round for every run) and, per rate, the
+writes results.json, a comparison report (accuracy per round for every run) and, per rate, a
+table of exact match with the mean harm in brackets (‖global update − benign mean‖ / ‖benign mean‖)
+and the
 worst case of every rule. Each robust rule assumes f = the number of attackers, capped at what
 the rule tolerates for this many clients (Krum/median/trimmed mean: 2f + 2 < n; Bulyan: 4f + 3 ≤ n).
 Then it times each reducer on 10 SmolLM2 LoRA deltas (the cost figure of the issue).
@@ -101,7 +103,12 @@ def main():
                 started = time.perf_counter()
                 s = run_experiment(cfg, loaded=loaded, progress=False)
                 em = 100 * s["final"]["global"]["exact_match"]
-                results[label] = {"exact_match": em, "seconds": time.perf_counter() - started}
+                rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+                harms = [r["attack"]["distance_from_benign_mean"] / r["attack"]["benign_mean_norm"]
+                         for r in rows if r.get("attack", {}).get("benign_mean_norm")]
+                results[label] = {"exact_match": em, "seconds": time.perf_counter() - started,
+                                  "harm": sum(harms) / len(harms) if harms else 0.0,
+                                  "rules": [r.get("aggregation", {}).get("rule") for r in rows]}
                 runs[label] = run_dir
                 print(f"{label}: EM {em:.1f}  ({results[label]['seconds']:.0f}s)", flush=True)
                 (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -119,7 +126,8 @@ def main():
             for r in reducers:
                 key = f"{attack}@{rate:.0%}/{r}" if attack != "none" else f"none/{r}"
                 v = results.get(key, {}).get("exact_match")
-                cells.append("—" if v is None else f"{v:.1f}")
+                h = results.get(key, {}).get("harm")
+                cells.append("—" if v is None else f"{v:.1f}" + (f" ({h:.2f})" if attack != "none" else ""))
                 if v is not None and attack != "none":
                     worst[r] = min(worst[r], v)
             print(f"| {attack} | " + " | ".join(cells) + " |")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from statistics import NormalDist
 
-from pydantic import Field
-
 from fedtune.attacks.registry import (
     ATTACKS,
     Attack,
@@ -20,7 +18,7 @@ from fedtune.attacks.registry import (
 
 
 class AlieParams(AttackParams):
-    z: float | None = Field(None, description="the shift in standard deviations; None = the paper's z_max")
+    z: float | None = None  # the shift in standard deviations; None = the paper's z_max
 
 
 def z_max(n: int, f: int) -> float:

@@ -10,13 +10,12 @@ difference: one draw per round instead of one per step. Not omniscient.
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 
 from fedtune.attacks.registry import ATTACKS, Attack, AttackParams
 
 
 class GaussianParams(AttackParams):
-    shift: float = Field(0.1, description="added to the mean (FederatedScope's +0.1)")
+    shift: float = 0.1  # added to the mean (FederatedScope's +0.1)
 
 
 @ATTACKS.register("gaussian", GaussianParams)
