@@ -57,7 +57,8 @@ def test_comparison_report(tmp_path):
     out = write_comparison_report(tmp_path / "cmp.html", {"A": tmp_path / "a", "B": tmp_path / "b"}, "cmp",
                                   extra={"base": {"global": {"exact_match": 0.0, "loss": 5.0}}})
     html = out.read_text()
-    assert len(_pngs(html)) == 1 and "a/report.html" in html and ">base<" in html
+    assert len(_pngs(html)) == 2 and "a/report.html" in html and ">base<" in html
+    assert 'alt="accuracy per round"' in html  # exact match per round, a line per run
 
 
 def test_report_data_section_totals_each_step(tmp_path):

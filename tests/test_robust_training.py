@@ -47,6 +47,7 @@ def test_a_scaling_attack_moves_the_mean_far_and_the_median_resists(tmp_path, lo
         ratio_mean = m["attack"]["distance_from_benign_mean"] / m["attack"]["benign_mean_norm"]
         ratio_median = r["attack"]["distance_from_benign_mean"] / r["attack"]["benign_mean_norm"]
         assert ratio_mean > 5 and ratio_median < 2, (ratio_mean, ratio_median)
+    assert 'alt="attack harm"' in (tmp_path / "median" / "report.html").read_text()  # the harm is plotted
 
 
 def test_krum_never_keeps_a_sign_flipped_boosted_attacker(tmp_path, loaded):
