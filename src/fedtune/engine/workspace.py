@@ -27,7 +27,7 @@ from fedtune.models.loader import LoadedModel, load_base
 
 @dataclass
 class Workspace:
-    """What a run needs that is expensive to build: the LoRA model, tokenizer, tokenized data."""
+    """What a run needs that is expensive to build: the model with its adapter, tokenizer, tokenized data."""
 
     model: object  # peft model (the base model with the run's adapter)
     tokenizer: object

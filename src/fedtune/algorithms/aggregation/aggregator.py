@@ -3,7 +3,7 @@
 Strategies call ``Aggregator.reduce(global_adapter, updates, round)`` and apply their own server
 update rule to the result (FedAvg's step, server momentum, Adam/Yogi/Adagrad moments, SCAFFOLD),
 so a robust reducer or a DP wrapper applies to every strategy at once. ``report`` describes the
-last reduction for the round's metrics row (the rule, which clients it kept and how weighted).
+last reduction for the round's metrics row (the rule, which clients it kept, the rule's notes).
 """
 
 from __future__ import annotations
@@ -48,7 +48,5 @@ class Aggregator:
         result = self.reducer.reduce(deltas, weights, round)
         ids = [u.client_id for u in updates]
         self.report = {"rule": result.rule or self.cfg.reducer.name, "kept": [ids[i] for i in result.kept]}
-        if result.weights is not None:
-            self.report["weights"] = {str(ids[i]): w for i, w in zip(result.kept, result.weights)}
         self.report.update(result.notes)
         return result.delta

@@ -22,11 +22,10 @@ REDUCERS = Registry("reducer")
 @dataclass
 class Reduction:
     """A reducer's result: the aggregated delta, which updates it kept (indices into the round's
-    updates), their effective weights where the rule re-weights, and the rule that ran."""
+    updates), the rule that ran (under ``dynamic``, the one drawn) and notes for the metrics row."""
 
     delta: Delta
     kept: list[int]
-    weights: list[float] | None = None
     rule: str | None = None
     notes: dict = field(default_factory=dict)
 
