@@ -10,7 +10,7 @@ table of exact match with the mean harm in brackets (‖global update − benign
 and the
 worst case of every rule. Each robust rule assumes f = the number of attackers, capped at what
 the rule tolerates for this many clients (Krum/median/trimmed mean: 2f + 2 < n; Bulyan: 4f + 3 ≤ n).
-Then it times each reducer on 10 SmolLM2 LoRA deltas (the cost figure of the issue).
+The cost of each reducer is ``benchmarks/reducer_cost.py``.
 """
 
 from __future__ import annotations
@@ -21,17 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from common import machine
 
-from fedtune.algorithms.aggregation import REDUCERS, AggregationConfig, Aggregator
 from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
-from fedtune.models.adapters import attach_adapter
-from fedtune.models.adapters.state import get_adapter
 from fedtune.models.loader import load_model
-from fedtune.protocol import ClientUpdate
 from fedtune.report.html import write_comparison_report
 
 POOL = ["krum", "median", "trimmed_mean", "bulyan"]
@@ -52,22 +47,6 @@ def reducer_spec(name: str, attackers: int, n: int) -> dict:
     return {"name": name}
 
 
-def time_reducers(n: int = 10) -> list[tuple[str, float]]:
-    """Seconds per reduction of n deltas the size of SmolLM2's LoRA adapter (r=16, all-linear)."""
-    loaded = load_model("smollm2-135m-instruct")
-    x = get_adapter(attach_adapter(loaded.model, load_config(demo_config_path()).model.adapter))
-    gen = torch.Generator().manual_seed(0)
-    ups = [ClientUpdate(i, {k: v + 1e-3 * torch.randn(v.shape, generator=gen) for k, v in x.items()}, 10) for i in range(n)]
-    out = []
-    for name in REDUCERS.names():
-        agg = Aggregator(AggregationConfig(reducer=reducer_spec(name, 2, n)))
-        agg.reduce(x, ups, 0)
-        t = time.perf_counter()
-        agg.reduce(x, ups, 1)
-        out.append((name, time.perf_counter() - t))
-    return out
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--clients", type=int, default=10)
@@ -78,7 +57,6 @@ def main():
     p.add_argument("--attacks", default="none,sign_flip,alie,ipm,min_max,fang_krum,fang_trimmed_mean")
     p.add_argument("--set", action="append", default=[], help="extra config overrides")
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--no-timing", action="store_true")
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="robustness-"))
     n = args.clients
@@ -132,10 +110,6 @@ def main():
                     worst[r] = min(worst[r], v)
             print(f"| {attack} | " + " | ".join(cells) + " |")
         print("| **worst case** | " + " | ".join(f"**{worst[r]:.1f}**" for r in reducers) + " |")
-    if not args.no_timing:
-        print("\n| reducer | seconds for 10 SmolLM2 LoRA deltas |\n|---|---|")
-        for name, sec in time_reducers():
-            print(f"| {name} | {sec:.3f} |")
 
 
 if __name__ == "__main__":

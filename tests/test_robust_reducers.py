@@ -12,7 +12,13 @@ from flwr.serverapp import strategy as flwr_strategy
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedtune.algorithms import ALGORITHMS, build_strategy
-from fedtune.algorithms.aggregation import REDUCERS, AggregationConfig, Aggregator
+from fedtune.algorithms.aggregation import (
+    REDUCERS,
+    AggregationConfig,
+    Aggregator,
+    order_statistics,
+)
+from fedtune.algorithms.aggregation.bulyan import closest_to_median_mean
 from fedtune.algorithms.aggregation.geometric_median import geometric_median
 from fedtune.algorithms.aggregation.krum import krum_scores
 from fedtune.protocol import ClientUpdate
@@ -138,3 +144,32 @@ def test_too_few_updates_keep_the_global_adapter():
 def test_every_reducer_is_registered():
     assert set(REDUCERS.names()) >= {"mean", "median", "trimmed_mean", "krum", "multi_krum", "bulyan",
                                      "norm_bound", "geometric_median", "dynamic"}
+
+
+@pytest.mark.parametrize("n", range(1, 17))
+def test_sorting_network_sorts_every_column(n):
+    """The comparator network against ``torch.sort`` for every client count up to 16, ties included."""
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randint(-3, 4, (n, 500), generator=gen).double()
+    rows = order_statistics.sort_rows(x)
+    assert torch.equal(torch.stack(rows), x.sort(dim=0).values)
+
+
+def test_coordinate_rules_match_numpy_across_blocks(monkeypatch):
+    """Median (even and odd n), trimmed mean and the Bulyan window against numpy, with blocks small
+    enough that tensors are packed together and one tensor is larger than a block."""
+    monkeypatch.setattr(order_statistics, "BLOCK", 16)
+    gen = torch.Generator().manual_seed(5)
+    shapes = {"a": (2, 3), "b": (4, 7), "c": (5,), "d": (3, 3)}
+    for n in (7, 10):
+        deltas = [{k: torch.randn(s, generator=gen, dtype=torch.float64) for k, s in shapes.items()} for _ in range(n)]
+        arr = {k: np.stack([d[k].numpy() for d in deltas]) for k in shapes}
+        median = order_statistics.coordinatewise(deltas, order_statistics.middle)
+        trimmed = order_statistics.coordinatewise(deltas, lambda rows: order_statistics.mean_of(rows[2:-2]))
+        window = order_statistics.coordinatewise(deltas, lambda rows: closest_to_median_mean(rows, 3))
+        for k in shapes:
+            np.testing.assert_allclose(median[k].numpy(), np.median(arr[k], axis=0), rtol=1e-12)
+            np.testing.assert_allclose(trimmed[k].numpy(), np.sort(arr[k], axis=0)[2:-2].mean(0), rtol=1e-12)
+            gap = np.abs(arr[k] - np.median(arr[k], axis=0))
+            nearest = np.take_along_axis(arr[k], np.argsort(gap, axis=0)[:3], axis=0).mean(0)
+            np.testing.assert_allclose(window[k].numpy(), nearest, rtol=1e-12)

@@ -14,6 +14,7 @@ from fedtune.adapter_state import AdapterState
 from fedtune.algorithms.aggregation.delta import (
     apply_delta,
     client_delta,
+    client_deltas,
     client_weights,
 )
 from fedtune.algorithms.aggregation.geometry import norms, weighted_sum
@@ -52,7 +53,7 @@ def harm(global_adapter: AdapterState, new_adapter: AdapterState, benign: list[C
     taken it: ||(x' − x) − mean_benign(y_i − x)||, beside the benign mean's own norm for scale."""
     if not benign:
         return {}
-    target = weighted_sum([client_delta(u, global_adapter) for u in benign], client_weights(benign, weighting))
+    target = weighted_sum(client_deltas(benign, global_adapter), client_weights(benign, weighting))
     step = {k: new_adapter[k].double() - x.double() for k, x in global_adapter.items()}
     gap = {k: step[k] - target[k] for k in step}
     cosine = sum(float((step[k] * target[k]).sum()) for k in step)

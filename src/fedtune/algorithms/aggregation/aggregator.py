@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from fedtune.adapter_state import AdapterState
-from fedtune.algorithms.aggregation.delta import Delta, client_delta, client_weights
+from fedtune.algorithms.aggregation.delta import Delta, client_deltas, client_weights
 from fedtune.algorithms.aggregation.registry import REDUCERS, AggregationConfig
 from fedtune.protocol import ClientUpdate
 
@@ -35,7 +35,7 @@ class Aggregator:
         """The round's aggregated delta: reduce_i(y_i - x) with the configured weights. With fewer
         updates than the reducer is defined for, the round keeps the global adapter (a zero
         delta, as Flower's Bulyan skips such a round), logged and reported."""
-        deltas = [client_delta(u, global_adapter) for u in updates]
+        deltas = client_deltas(updates, global_adapter)
         weights = client_weights(updates, self.weighting)
         for transform in self.transforms:
             deltas = transform(deltas, weights)

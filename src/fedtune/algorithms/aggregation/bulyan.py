@@ -14,9 +14,12 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from fedtune.algorithms.aggregation.geometry import stacked
 from fedtune.algorithms.aggregation.krum import krum_select
-from fedtune.algorithms.aggregation.median import coordinate_median
+from fedtune.algorithms.aggregation.order_statistics import (
+    coordinatewise,
+    mean_of,
+    middle,
+)
 from fedtune.algorithms.aggregation.registry import REDUCERS, Reducer, Reduction
 from fedtune.schema import Section
 
@@ -26,11 +29,24 @@ class BulyanParams(Section):
     distance: Literal["squared_l2", "per_tensor_l2"] = "squared_l2"  # Krum's distance in the selection
 
 
-def closest_to_median_mean(x: torch.Tensor, beta: int) -> torch.Tensor:
-    """Per coordinate, the mean of the ``beta`` values nearest the coordinate-wise median."""
-    gap = (x - coordinate_median(x)).abs()
-    idx = gap.argsort(dim=0, stable=True)[:beta]
-    return torch.take_along_dim(x, idx, dim=0).mean(dim=0)
+def closest_to_median_mean(rows: list[torch.Tensor], beta: int) -> torch.Tensor:
+    """Per coordinate, the mean of the ``beta`` values nearest the median, from sorted rows.
+
+    The β values nearest a point form a contiguous window of the sorted values (any value between
+    two chosen ones is at least as near), so the rule picks, per coordinate, the window start l
+    whose farthest member, max(med − s_l, s_{l+β−1} − med), is nearest; the first such l on a tie."""
+    med = middle(rows)
+    best_reach = best_mean = None
+    for start in range(len(rows) - beta + 1):
+        reach = torch.maximum(med - rows[start], rows[start + beta - 1] - med)
+        window = mean_of(rows[start : start + beta])
+        if best_reach is None:
+            best_reach, best_mean = reach, window
+            continue
+        nearer = reach < best_reach
+        best_reach = torch.where(nearer, reach, best_reach)
+        best_mean = torch.where(nearer, window, best_mean)
+    return best_mean
 
 
 @REDUCERS.register("bulyan", BulyanParams)
@@ -47,5 +63,5 @@ class Bulyan(Reducer):
         theta = n - 2 * f
         kept = krum_select(deltas, f, theta, self.params.distance)
         chosen = [deltas[i] for i in kept]
-        delta = {key: closest_to_median_mean(stacked(chosen, key), theta - 2 * f) for key in deltas[0]}
+        delta = coordinatewise(chosen, lambda rows: closest_to_median_mean(rows, theta - 2 * f))
         return Reduction(delta, kept=sorted(kept))

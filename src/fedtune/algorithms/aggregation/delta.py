@@ -16,8 +16,14 @@ from fedtune.protocol import ClientUpdate
 Delta = dict[str, torch.Tensor]  # float64, same keys as the adapter
 
 
+def client_deltas(updates: list[ClientUpdate], global_adapter: AdapterState) -> list[Delta]:
+    """y_i - x for every update, the global adapter widened to float64 once for all of them."""
+    base = {k: x.double() for k, x in global_adapter.items()}
+    return [{k: update.adapter[k].double().sub_(x) for k, x in base.items()} for update in updates]
+
+
 def client_delta(update: ClientUpdate, global_adapter: AdapterState) -> Delta:
-    return {k: update.adapter[k].double() - x.double() for k, x in global_adapter.items()}
+    return client_deltas([update], global_adapter)[0]
 
 
 def apply_delta(global_adapter: AdapterState, delta: Delta, scale: float = 1.0) -> AdapterState:

@@ -1,5 +1,6 @@
-"""Distances between client deltas and coordinate-wise views of them, computed tensor by tensor
-(no flattened copy of all updates): what the distance- and coordinate-based reducers share."""
+"""Distances between client deltas and weighted sums of them, computed tensor by tensor (no
+flattened copy of all updates): what the distance-based reducers share (the coordinate-wise ones
+use ``order_statistics``)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,22 @@ import torch
 from fedtune.algorithms.aggregation.delta import Delta
 
 
-def squared_distances(deltas: list[Delta]) -> torch.Tensor:
-    """[n, n] squared global L2 distances ||d_a − d_b||² over all tensors (Blanchard et al.'s
-    Krum, Flower's ``compute_distances``), from per-tensor Gram matrices."""
+def gram(deltas: list[Delta]) -> torch.Tensor:
+    """[n, n] inner products <d_a, d_b> over all tensors, summed from per-tensor Gram matrices."""
     n = len(deltas)
-    gram = torch.zeros(n, n, dtype=torch.float64)
+    out = torch.zeros(n, n, dtype=torch.float64)
     for key in deltas[0]:
         flat = torch.stack([d[key].reshape(-1) for d in deltas])
-        gram += flat @ flat.T
-    norms = gram.diagonal()
-    return (norms[:, None] + norms[None, :] - 2 * gram).clamp_min(0)
+        out += flat @ flat.T
+    return out
+
+
+def squared_distances(deltas: list[Delta]) -> torch.Tensor:
+    """[n, n] squared global L2 distances ||d_a − d_b||² over all tensors (Blanchard et al.'s
+    Krum, Flower's ``compute_distances``), from the Gram matrix."""
+    gram_matrix = gram(deltas)
+    norms = gram_matrix.diagonal()
+    return (norms[:, None] + norms[None, :] - 2 * gram_matrix).clamp_min(0)
 
 
 def per_tensor_distances(deltas: list[Delta]) -> torch.Tensor:
@@ -34,11 +41,6 @@ def per_tensor_distances(deltas: list[Delta]) -> torch.Tensor:
 def norms(deltas: list[Delta]) -> list[float]:
     """Global L2 norm of each delta over all its tensors."""
     return [float(sum(float((t * t).sum()) for t in d.values()) ** 0.5) for d in deltas]
-
-
-def stacked(deltas: list[Delta], key: str) -> torch.Tensor:
-    """[n, *shape] of one tensor across clients (coordinate-wise rules work on this)."""
-    return torch.stack([d[key] for d in deltas])
 
 
 def weighted_sum(deltas: list[Delta], weights: list[float]) -> Delta:

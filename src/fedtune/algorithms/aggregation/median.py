@@ -9,23 +9,15 @@ taken coordinate by coordinate, so the aggregate's A and B may come from differe
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
-from fedtune.algorithms.aggregation.geometry import stacked
+from fedtune.algorithms.aggregation.order_statistics import coordinatewise, middle
 from fedtune.algorithms.aggregation.registry import REDUCERS, Reducer, Reduction
 from fedtune.schema import Section
 
 
 class MedianParams(Section):
     f: int = Field(0, ge=0)  # attackers assumed per round: the rule needs 2f + 2 < clients per round
-
-
-def coordinate_median(x: torch.Tensor) -> torch.Tensor:
-    """Median over dim 0, the two middle values averaged for an even count."""
-    n = x.shape[0]
-    ordered = x.sort(dim=0).values
-    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
 
 
 @REDUCERS.register("median", MedianParams)
@@ -38,5 +30,5 @@ class Median(Reducer):
         return 2 * self.params.f + 3
 
     def reduce(self, deltas, weights, round):
-        delta = {key: coordinate_median(stacked(deltas, key)) for key in deltas[0]}
+        delta = coordinatewise(deltas, middle)
         return Reduction(delta, kept=list(range(len(deltas))))

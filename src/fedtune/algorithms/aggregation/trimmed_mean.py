@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fedtune.algorithms.aggregation.geometry import stacked
+from fedtune.algorithms.aggregation.order_statistics import coordinatewise, mean_of
 from fedtune.algorithms.aggregation.registry import REDUCERS, Reducer, Reduction
 from fedtune.schema import Section
 
@@ -17,12 +17,6 @@ from fedtune.schema import Section
 class TrimmedMeanParams(Section):
     beta: float = Field(0.2, ge=0, lt=0.5)  # share trimmed at each end (Flower's and FederatedScope's tests: 0.2)
     f: int = Field(0, ge=0)  # attackers assumed per round: the rule needs 2f + 2 < clients per round
-
-
-def trimmed_mean(x, k: int):
-    """Mean over dim 0 of the values left after dropping the k smallest and k largest."""
-    n = x.shape[0]
-    return x.sort(dim=0).values[k : n - k].mean(dim=0)
 
 
 @REDUCERS.register("trimmed_mean", TrimmedMeanParams)
@@ -36,5 +30,5 @@ class TrimmedMean(Reducer):
 
     def reduce(self, deltas, weights, round):
         k = int(self.params.beta * len(deltas))
-        delta = {key: trimmed_mean(stacked(deltas, key), k) for key in deltas[0]}
+        delta = coordinatewise(deltas, lambda rows: mean_of(rows[k : len(rows) - k]))
         return Reduction(delta, kept=list(range(len(deltas))), notes={"trimmed_per_side": k})
