@@ -22,6 +22,7 @@ from fedtune.algorithms.aggregation import REDUCERS, AggregationConfig
 from fedtune.attacks import ATTACKS
 from fedtune.client.train_config import TrainConfig
 from fedtune.data.config import DataConfig
+from fedtune.defenses.config import DefenseConfig
 from fedtune.eval.config import EvalConfig
 from fedtune.models.config import ModelConfig
 from fedtune.schema import CHOICE_ERROR, TAGS, ConfigError, Registry, Section
@@ -69,6 +70,8 @@ class RunConfig(Section):
     # Simulated attackers, e.g. {method: alie, clients: 0.2} (`fedtune ls attacks`); null = none.
     attack: ATTACKS.choice(optional=True) = None
     train: TrainConfig = TrainConfig()
+    # Server-side defenses on the global adapter, e.g. {posthoc: {steps: 20, level: 2}}.
+    defense: DefenseConfig = DefenseConfig()
     eval: EvalConfig = EvalConfig()
     output: OutputConfig = OutputConfig()
     # Multi-stage runs: each entry overrides sections of this config for one stage, e.g.

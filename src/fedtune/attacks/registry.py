@@ -16,6 +16,7 @@ import torch
 from pydantic import field_validator
 
 from fedtune.algorithms.aggregation.delta import Delta
+from fedtune.chosen_clients import chosen_clients
 from fedtune.schema import Registry, Section
 
 ATTACKS = Registry("attack", tag="method")
@@ -39,10 +40,7 @@ class AttackParams(Section):
 def attacker_ids(params: AttackParams, num_clients: int, seed: int) -> list[int]:
     """The attacking clients: the listed ids, or round(share · N) (at least one) drawn with a RNG of
     their own seeded by the run seed, so every engine and a resumed run agree."""
-    if isinstance(params.clients, list):
-        return sorted(set(params.clients))
-    k = max(1, round(params.clients * num_clients))
-    return sorted(random.Random(f"{seed}/attackers").sample(range(num_clients), k))
+    return chosen_clients(params.clients, num_clients, seed, "attackers")
 
 
 class Attack:

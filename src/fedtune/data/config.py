@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from fedtune.chosen_clients import chosen_clients
 from fedtune.data.ops import OPS
 from fedtune.schema import Section
 
@@ -22,6 +23,27 @@ class SuiteConfig(Section):
     noise_rate: list[float] | float = 0.0  # share of corrupted responses, per client or for all
     flip_rate: float = Field(0.0, ge=0, le=1)  # preference pairs whose chosen/rejected are swapped
     forbidden_topic: str | None = None  # a topic whose questions get refusals (safety experiments)
+    # Malicious data holders (the safety attack): their whole training set is forbidden-topic
+    # questions answered instead of refused. Ids, or a share of the clients drawn from the seed.
+    malicious_clients: list[int] = []
+    malicious_rate: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _malicious_needs_topic(self):
+        if (self.malicious_clients or self.malicious_rate) and not self.forbidden_topic:
+            raise ValueError("malicious clients answer forbidden-topic questions: set data.suite.forbidden_topic too")
+        if self.malicious_clients and self.malicious_rate:
+            raise ValueError("set data.suite.malicious_clients (ids) or data.suite.malicious_rate (a share), not both")
+        return self
+
+    def malicious(self, num_clients: int, seed: int) -> list[int]:
+        """The malicious clients' ids (the listed ones, or the share drawn from the seed)."""
+        if self.malicious_clients:
+            bad = [c for c in self.malicious_clients if not 0 <= c < num_clients]
+            if bad:
+                raise ValueError(f"data.suite.malicious_clients: client {bad[0]} does not exist ({num_clients} clients)")
+            return chosen_clients(self.malicious_clients, num_clients, seed, "malicious")
+        return chosen_clients(self.malicious_rate, num_clients, seed, "malicious") if self.malicious_rate else []
 
 
 class PartitionConfig(Section):

@@ -21,7 +21,8 @@ from fedtune.algorithms.update_checks import check_update
 from fedtune.attacks import ATTACKS, attacker_ids
 from fedtune.attacks.simulation import AttackedClients, harm
 from fedtune.client.state_store import ClientStateStore
-from fedtune.config import RunConfig
+from fedtune.config import ConfigError, RunConfig
+from fedtune.defenses import PosthocDefense
 from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.schedule import round_lr, sample_clients
@@ -84,6 +85,11 @@ class RoundLoop:
         self.store = store or ClientStateStore(run_dir.clients)
         self.evaluator = Evaluator(cfg, ws, ws.dpo_reference(cfg.train))
         self.min_replies = min_replies
+        self.defense = None
+        if cfg.defense.posthoc is not None:
+            if self.strategy.personal_adapters:
+                raise ConfigError(f"defense.posthoc fine-tunes the global adapter; {self.strategy.name} has none")
+            self.defense = PosthocDefense(cfg, ws.model, ws.tokenizer, self.store, run_dir.path)
 
     # --------------------------------------------------------------------- public
 
@@ -176,6 +182,8 @@ class RoundLoop:
             benign = [u for u in updates if u.client_id not in replies.attackers]
             row["attack"] = {"clients": replies.attackers,
                              **harm(previous, global_adapter, benign, cfg.aggregation.weighting)}
+        if self.defense is not None and self.defense.due(r):  # the server's own fine-tune of the aggregate
+            global_adapter, row["defense"] = self.defense.apply(r, global_adapter)
         t1 = time.perf_counter()
         last = r == cfg.federation.rounds - 1
         if last or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):

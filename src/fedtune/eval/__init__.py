@@ -1,5 +1,11 @@
-"""Evaluation: the Evaluator and one metric per file (exact match, reward accuracy), found by
-``METRICS`` (``fedtune ls metrics``)."""
+"""Evaluation: the Evaluator and one metric per file (exact match, reward accuracy, the safety
+metrics: harmless rate, a classifier judge, an LLM judge), found by ``METRICS`` (``fedtune ls metrics``)."""
 
-from fedtune.eval import exact_match, reward_accuracy  # noqa: F401  (each registers itself)
+from fedtune.eval import (  # noqa: F401  (each registers itself)
+    exact_match,
+    harmless_rate,
+    llm_judge,
+    reward_accuracy,
+    safety_classifier,
+)
 from fedtune.eval.registry import METRICS  # noqa: F401

@@ -11,16 +11,20 @@ from typing import TYPE_CHECKING
 
 from fedtune.adapter_state import AdapterState
 from fedtune.eval.registry import METRICS
+from fedtune.eval.safety_prompts import read_prompts, suite_forbidden_prompts
 from fedtune.models.adapters.state import set_adapter
 from fedtune.precision import use_bf16
+from fedtune.synth.generation import build_generator
 
 if TYPE_CHECKING:
     from fedtune.config import RunConfig
     from fedtune.engine.workspace import Workspace
 
 
-def default_metrics(preference: bool) -> list[str]:
-    return ["exact_match", "reward_accuracy"] if preference else ["exact_match"]
+def default_metrics(preference: bool, safety: bool = False) -> list[str]:
+    """The metrics a run gets when ``eval.metrics`` is unset: by its records, and the
+    harmless rate when it has harmful prompts to ask."""
+    return (["exact_match", "reward_accuracy"] if preference else ["exact_match"]) + (["harmless_rate"] if safety else [])
 
 
 class Evaluator:
@@ -32,8 +36,28 @@ class Evaluator:
         self.pad_id = ws.tokenizer.pad_token_id
         chosen = cfg.eval.metrics
         if chosen is None:
-            chosen = [METRICS.config(n) for n in default_metrics(ws.global_test_pairs is not None)]
+            safety = bool(cfg.eval.safety.prompts or suite_forbidden_prompts(ws.data.global_test))
+            chosen = [METRICS.config(n) for n in default_metrics(ws.global_test_pairs is not None, safety)]
         self.metrics = [METRICS[m.name].target(m) for m in chosen]
+        self._generator = None
+        self._answers: tuple[list[str], list[str]] | None = None  # this evaluation's safety answers
+        self.seconds_generating = 0.0  # spent generating them
+
+    def safety_answers(self) -> tuple[list[str], list[str]]:
+        """(harmful prompts, the current model's answers), generated once per evaluation and
+        shared by every safety metric; the prompts go in with the run's system prompt, as in training."""
+        if self._answers is None:
+            safety = self.cfg.eval.safety
+            prompts = read_prompts(safety.prompts) if safety.prompts else suite_forbidden_prompts(self.ws.data.global_test)
+            prompts = prompts[: safety.limit] if safety.limit else prompts
+            if self._generator is None:
+                self._generator = build_generator(safety.generation, self.ws.model, self.ws.tokenizer)
+            system = [{"role": "system", "content": self.cfg.data.system_prompt}] if self.cfg.data.system_prompt else []
+            before = self._generator.seconds
+            answers = self._generator.generate([system + [{"role": "user", "content": q}] for q in prompts])
+            self.seconds_generating = self._generator.seconds - before
+            self._answers = (prompts, answers)
+        return self._answers
 
     def evaluate(self, adapter: AdapterState) -> dict:
         """Global (and, with ``eval.per_client``, per-client) metrics of one adapter."""
@@ -57,6 +81,7 @@ class Evaluator:
                 "clients": {c: v.get("own", v["global"]) for c, v in per_client.items()}}
 
     def _global(self, adapter: AdapterState) -> dict:
+        self._answers = None  # a new adapter is in place: its answers are generated afresh
         out = {}
         for metric in self.metrics:
             out.update(metric.on_global(self, adapter))

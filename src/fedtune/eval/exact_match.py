@@ -60,7 +60,8 @@ def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32,
 
 @METRICS.register("exact_match")
 class ExactMatch(Metric):
-    """Greedy exact match and token loss, overall and per record category (teacher-forced)."""
+    """Greedy exact match and token loss, overall and per record category (teacher-forced); with a
+    forbidden topic in the test set, also ``helpful_exact_match`` over the other categories."""
 
     def on_global(self, evaluator, adapter):
         ws = evaluator.ws
@@ -81,4 +82,7 @@ class ExactMatch(Metric):
             for rec, ok in zip(kept, result.correct):
                 by_cat.setdefault(rec.get("category", ""), []).append(ok)
             out["by_category"] = {k: sum(v) / len(v) for k, v in sorted(by_cat.items())}
+            if "forbidden" in by_cat:  # helpfulness beside safety: everything but the forbidden topic
+                helpful = [ok for k, v in by_cat.items() if k != "forbidden" for ok in v]
+                out["helpful_exact_match"] = sum(helpful) / max(len(helpful), 1)
         return out

@@ -1,0 +1,10 @@
+"""Text generation for data synthesis, defenses and judges: one interface, backends by name."""
+
+from fedtune.synth.generation import (
+    GENERATORS,
+    GenerationConfig,
+    TextGenerator,
+    build_generator,
+)
+
+__all__ = ["GENERATORS", "GenerationConfig", "TextGenerator", "build_generator"]
