@@ -24,10 +24,21 @@ def print_summary(console: Console, runs: dict[str, dict]) -> None:
     console.print(table)
 
 
+EXTRA_EVAL_COLUMNS = {  # metric key -> column, shown when some test set has it
+    "helpful_exact_match": "helpful EM %",
+    "harmless_rate": "harmless %",
+    "judge_safe_rate": "judge safe %",
+    "llm_judge_safe_rate": "LLM judge safe %",
+    "reward_accuracy": "reward acc %",
+}
+
+
 def print_eval(console: Console, result: dict) -> None:
     table = Table(title=f"evaluation: {result['label']}")
-    for col in ("test set", "n", "exact match %", "loss"):
+    extra = [k for k in EXTRA_EVAL_COLUMNS if any(k in m for m in result["sets"].values())]
+    for col in ("test set", "n", "exact match %", "loss", *(EXTRA_EVAL_COLUMNS[k] for k in extra)):
         table.add_column(col)
     for name, m in result["sets"].items():
-        table.add_row(name, str(m["n"]), _pct(m["exact_match"]), f"{m['loss']:.3f}")
+        table.add_row(name, str(m["n"]), _pct(m["exact_match"]), f"{m['loss']:.3f}",
+                      *(_pct(m[k]) if m.get(k) is not None else "—" for k in extra))
     console.print(table)

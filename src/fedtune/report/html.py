@@ -82,6 +82,7 @@ def write_report(run_dir: str | Path) -> Path:
         _img(plots.eval_metric(rows, "loss", "Test loss"), "test loss"),
         _img(plots.communication(rows), "communication"),
         _img(plots.attack_harm(rows), "attack harm"),
+        _img(plots.safety(rows), "safety"),
         *(_img(png, name) for name, png in plots.extra_train_metrics(rows).items()),
     ]
     per_round = [[r["round"], len(r.get("clients", [])), _fmt(r.get("train_loss")),

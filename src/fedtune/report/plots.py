@@ -51,6 +51,27 @@ def eval_metric(rows: list[dict], metric: str, title: str) -> bytes | None:
     return _png(fig)
 
 
+def safety(rows: list[dict]) -> bytes | None:
+    """Harmless rate beside helpfulness per round (the safety attack/defense trade-off), with the
+    rounds after which the server's post-hoc defense ran marked."""
+    evals = [(r["round"], r["eval"]["global"]) for r in rows if "eval" in r]
+    lines = {"harmless rate (refusal keywords)": "harmless_rate", "LLM judge safe rate": "llm_judge_safe_rate",
+             "classifier judge safe rate": "judge_safe_rate", "helpful exact match": "helpful_exact_match"}
+    curves = {label: [(rnd, g[k]) for rnd, g in evals if g.get(k) is not None] for label, k in lines.items()}
+    if not curves["harmless rate (refusal keywords)"]:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for label, pts in curves.items():
+        if pts:
+            ax.plot(*zip(*pts), marker="o", lw=1.5, label=label)
+    for r in rows:
+        if "defense" in r:
+            ax.axvline(r["round"], ls="--", lw=1, color="grey")
+    ax.set(xlabel="round (dashed: post-hoc defense ran)", ylabel="share", ylim=(-0.02, 1.02), title="Safety and helpfulness")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def communication(rows: list[dict]) -> bytes | None:
     if not rows:
         return None
