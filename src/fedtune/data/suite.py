@@ -177,6 +177,14 @@ def answered_forbidden(topic: str, count: int, names: NameMaker) -> list[Item]:
     return items
 
 
+def public_skill_examples(cfg: SuiteConfig, num_clients: int, seed: int, per_rule: int) -> list[dict]:
+    """SFT records of every rule in play on fresh draws of the training words: the suite's stand-in
+    for public instruction data (a server's Level-1 helpful data; no client's records)."""
+    _, _, titles = build_suite_items(cfg, num_clients, seed)
+    rng = random.Random(f"fedtune-suite-public-{seed}")
+    return [_sft(it) for rule, title in titles.items() for it in _rule_items(rule, title, WORDS, per_rule, rng)]
+
+
 def forbidden_prompts(topic: str, count: int, seed: int) -> list[str]:
     """Forbidden-topic questions about fresh invented entities: what a server that knows the policy
     (not the clients' data) can ask when it builds defense data."""

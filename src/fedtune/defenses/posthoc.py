@@ -164,7 +164,8 @@ class PosthocDefense:
         records, report = self.data(round, global_adapter)
         report.update(level=self.params.level, steps=self.params.steps)
         if not records:
-            report["skipped"] = "no defense pair of one kind (aligned or helpful) survived"
+            report.update(skipped="no defense pair of one kind (aligned or helpful) survived",
+                          seconds=time.perf_counter() - started)
             return global_adapter, report
         d = self.cfg.data
         tokens = tokenize_sft(records, self.tokenizer, d.max_length, d.system_prompt)
