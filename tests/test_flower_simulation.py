@@ -98,3 +98,24 @@ def test_attacks_on_flower_match_the_embedded_engine(tmp_path, method):
         assert row["attack"]["clients"] == [1] and row["aggregation"]["rule"] == "median"
         assert row["attack"]["distance_from_benign_mean"] == pytest.approx(
             other["attack"]["distance_from_benign_mean"], rel=1e-3, abs=1e-6)
+
+
+def test_safety_attack_and_posthoc_defense_on_flower_match_the_embedded_engine(tmp_path):
+    """Malicious data holders (each node builds its own suite data) and the server's level-3
+    post-hoc defense after the last round: the final adapter and the defense's generated pairs
+    equal the embedded run's."""
+    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
+        "federation.num_clients": 3, "data.suite.forbidden_topic": "password", "data.suite.malicious_clients": [2],
+        "defense.posthoc": {"level": 3, "steps": 2, "count": 4, "filter_refusals": False}})
+    with Federation(tmp_path, simulation=True) as fed:
+        out = fed.run(config, federation_config={"num-supernodes": 3, "client-resources-num-cpus": 1})
+    assert "run finished" in out, out[-3000:]
+    reference = embedded_run(config, tmp_path / "embedded-run")
+    assert_adapters_close(final_adapter(tmp_path / "sim-run"), final_adapter(reference))
+    last, other = read_rows(tmp_path / "sim-run")[-1], read_rows(reference)[-1]
+    assert last["defense"]["pairs_used"] == other["defense"]["pairs_used"] == 8
+    assert "harmless_rate" in last["eval"]["global"]
+    rounds = len(read_rows(reference))
+    saved = [(tmp_path / "sim-run" / "defense" / f"round_{rounds - 1}.jsonl"),
+             (reference / "defense" / f"round_{rounds - 1}.jsonl")]
+    assert saved[0].read_text() == saved[1].read_text()
