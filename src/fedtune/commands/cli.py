@@ -66,11 +66,11 @@ def _logging(debug: bool) -> None:
 @user_errors
 def ls(
     kind: Annotated[Optional[str], typer.Argument(
-        help="algorithms | objectives | reducers | attacks | adapters | ops | metrics (default: all).")] = None,
+        help="algorithms | objectives | reducers | attacks | adapters | ops | metrics | generators (default: all).")] = None,
     debug: DebugOpt = False,
 ):
     """List what a config can name: every registered algorithm, objective, aggregation reducer,
-    adapter method, data op and metric, with a one-line description and its parameters.
+    adapter method, data op, metric and text-generation backend, with a one-line description and its parameters.
 
     Example: `fedtune ls algorithms`, then `--set algorithm.name=fedprox --set algorithm.mu=0.1`.
     """

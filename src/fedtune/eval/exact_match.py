@@ -60,8 +60,9 @@ def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32,
 
 @METRICS.register("exact_match")
 class ExactMatch(Metric):
-    """Greedy exact match and token loss, overall and per record category (teacher-forced); with a
-    forbidden topic in the test set, also ``helpful_exact_match`` over the other categories."""
+    """Greedy exact match and token loss, overall, per category, and helpful (non-forbidden) part.
+
+    With a forbidden topic in the test set, ``helpful_exact_match`` is over the other categories."""
 
     def on_global(self, evaluator, adapter):
         ws = evaluator.ws

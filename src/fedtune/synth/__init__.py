@@ -7,4 +7,4 @@ from fedtune.synth.generation import (
     build_generator,
 )
 
-__all__ = ["GENERATORS", "GenerationConfig", "TextGenerator", "build_generator"]
+__all__ = ["GENERATORS", "TextGenerator", "build_generator"]

@@ -52,9 +52,6 @@ class LocalParams(Section):
     top_p: float = Field(1.0, gt=0, le=1)
 
 
-GenerationConfig = LocalParams  # the default backend's parameters (``GENERATORS.choice`` for any backend)
-
-
 @GENERATORS.register("local", LocalParams)
 class LocalGenerator(TextGenerator):
     """Batched generation with a local transformers model (left-padded prompts, KV cache)."""
