@@ -1,7 +1,7 @@
 """Byzantine attacks × robust aggregation rules on the built-in suite and model.
 
 Usage: python benchmarks/robustness.py [--clients 10] [--rates 0.2,0.4] [--rounds 3] [--steps 2]
-           [--reducers mean,median,...] [--attacks none,alie,...] [--out DIR]
+           [--reducers mean,median,...,dynamic,dynamic@2] [--attacks none,alie,...] [--out DIR]
 
 Every cell is one federated run (FedAvg's server step over the chosen reducer) with the same
 seed, data and attackers; it prints the final global exact match (%) per attack × reducer and
@@ -40,8 +40,11 @@ def assumed_f(reducer: str, attackers: int, n: int) -> int:
 
 
 def reducer_spec(name: str, attackers: int, n: int) -> dict:
-    if name == "dynamic":
-        return {"name": "dynamic", "pool": [{"name": r, "f": assumed_f(r, attackers, n)} for r in POOL]}
+    """The reducer config of a column; ``dynamic@S`` is the dynamic rule with draw seed S (the
+    rules it draws over the rounds depend on it: several seeds estimate its expected damage)."""
+    if name.split("@")[0] == "dynamic":
+        seed = {"seed": int(name.split("@")[1])} if "@" in name else {}
+        return {"name": "dynamic", "pool": [{"name": r, "f": assumed_f(r, attackers, n)} for r in POOL], **seed}
     if name in ("median", "trimmed_mean", "krum", "multi_krum", "bulyan"):
         return {"name": name, "f": assumed_f(name, attackers, n)}
     return {"name": name}
