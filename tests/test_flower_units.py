@@ -211,10 +211,12 @@ def test_flower_clients_name_failed_and_rejected_nodes(task_identity):
 def test_min_replies_fails_a_round_with_a_clear_message(tmp_path):
     from fedtune.engine.rounds import ClientReplies, RoundFailed, RoundLoop
     from fedtune.engine.run_dir import RunDir
+    from fedtune.data.federated import FederatedData
     from fedtune.engine.workspace import Workspace
 
     cfg = load_config(None, ["model.name=tiny-random"])
-    ws = Workspace(model=None, tokenizer=SimpleNamespace(pad_token_id=0), data=None, train_tokens=[], test_tokens=[],
+    ws = Workspace(model=None, tokenizer=SimpleNamespace(pad_token_id=0), data=FederatedData("sft", [], []),
+                   train_tokens=[], test_tokens=[],
                    global_test_tokens=None, initial_adapter=_adapter())
     loop = RoundLoop(cfg, ws, RunDir(tmp_path), executor=None, min_replies=2)
     instructions = [ClientInstruction(c, 3, 0.01, 1) for c in range(3)]
