@@ -25,6 +25,7 @@ from fedtune.data.config import DataConfig
 from fedtune.defenses.config import DefenseConfig
 from fedtune.eval.config import EvalConfig
 from fedtune.models.config import ModelConfig
+from fedtune.privacy import PrivacyConfig
 from fedtune.schema import CHOICE_ERROR, TAGS, ConfigError, Registry, Section
 
 __all__ = ["ConfigError", "RunConfig", "load_config", "from_dict", "dump_config", "Section"]
@@ -72,6 +73,8 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     # Server-side defenses on the global adapter, e.g. {posthoc: {steps: 20, level: 2}}.
     defense: DefenseConfig = DefenseConfig()
+    # Differential privacy and secure aggregation, e.g. {client_level: {clip_norm: 1.0, target_epsilon: 8}}.
+    privacy: PrivacyConfig = PrivacyConfig()
     eval: EvalConfig = EvalConfig()
     output: OutputConfig = OutputConfig()
     # Multi-stage runs: each entry overrides sections of this config for one stage, e.g.
@@ -229,6 +232,27 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
         if bad:
             raise ConfigError(f"{source}: 'attack.clients': client {bad[0]} does not exist "
                               f"(federation.num_clients = {cfg.federation.num_clients})")
+    _check_privacy(cfg, source)
+
+
+def _check_privacy(cfg: RunConfig, source: str) -> None:
+    """Client-level DP's noise is calibrated to the equal-weight mean of whole updates."""
+    dp = cfg.privacy.client_level
+    if dp is None:
+        return
+    strategy = ALGORITHMS[cfg.algorithm.name].target
+    key = f"{source}: 'privacy.client_level'"
+    if strategy.pools_data or strategy.personal_adapters:
+        raise ConfigError(f"{key}: {cfg.algorithm.name} has no aggregation step to privatize")
+    if strategy.sends_client_tensors:
+        raise ConfigError(f"{key}: {cfg.algorithm.name}'s clients send tensors besides the adapter, which the "
+                          "DP noise does not cover")
+    if cfg.aggregation.reducer.name != "mean":
+        raise ConfigError(f"{key}: needs aggregation.reducer: mean (the noise is calibrated to the mean's "
+                          f"sensitivity C/m, not {cfg.aggregation.reducer.name}'s)")
+    if "weighting" in cfg.aggregation.model_fields_set and cfg.aggregation.weighting != "uniform":
+        raise ConfigError(f"{key}: averages with equal weights (the noise σ·C/m assumes them); "
+                          "remove aggregation.weighting or set it to uniform")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:

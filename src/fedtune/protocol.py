@@ -55,11 +55,14 @@ class Strategy(ABC):
     - ``personal_adapters``: each client keeps its own adapter across rounds (stored by the
       engine after each round), evaluation averages over those adapters and the run saves one
       per client; nothing crosses the network, so no bytes are counted.
+    - ``sends_client_tensors``: updates carry tensors besides the adapter, which client-level DP
+      and secure aggregation do not cover.
     """
 
     name: str = "strategy"
     pools_data: bool = False
     personal_adapters: bool = False
+    sends_client_tensors: bool = False  # clients send tensors besides their adapter (SCAFFOLD's controls)
 
     @property
     def communicates(self) -> bool:

@@ -33,8 +33,8 @@ class FedAvgM(AggregatingStrategy):
 
     name = "fedavgm"
 
-    def __init__(self, params, aggregation=None, num_clients: int = 1, seed: int = 0):
-        super().__init__(params, aggregation, num_clients, seed)
+    def __init__(self, params, aggregation=None, num_clients: int = 1, seed: int = 0, privacy=None):
+        super().__init__(params, aggregation, num_clients, seed, privacy)
         self.velocity: dict[str, torch.Tensor] | None = None
 
     def server_update(self, round, global_adapter, delta, updates):
@@ -53,8 +53,8 @@ class FedAvgM(AggregatingStrategy):
             self.velocity = ops.add({k: p.momentum * v for k, v in self.velocity.items()}, grad)
         return ops.add(global_adapter, self.velocity, -p.server_lr)
 
-    def state_dict(self):
+    def server_state_dict(self):
         return {f"velocity/{k}": v for k, v in (self.velocity or {}).items()}
 
-    def load_state_dict(self, state):
+    def load_server_state_dict(self, state):
         self.velocity = {k.split("/", 1)[1]: v.clone() for k, v in state.items()} or None

@@ -44,8 +44,8 @@ class FedOpt(AggregatingStrategy):
 
     name = "fedopt"
 
-    def __init__(self, params, aggregation=None, num_clients: int = 1, seed: int = 0):
-        super().__init__(params, aggregation, num_clients, seed)
+    def __init__(self, params, aggregation=None, num_clients: int = 1, seed: int = 0, privacy=None):
+        super().__init__(params, aggregation, num_clients, seed, privacy)
         self.m: AdapterState = {}
         self.v: AdapterState = {}
         self.t = 0  # aggregations so far
@@ -84,13 +84,13 @@ class FedOpt(AggregatingStrategy):
         self.t += 1
         return new
 
-    def state_dict(self):
+    def server_state_dict(self):
         state = {f"m/{k}": v for k, v in self.m.items()}
         state.update({f"v/{k}": v for k, v in self.v.items()})
         state["t"] = torch.tensor(self.t)
         return state
 
-    def load_state_dict(self, state):
+    def load_server_state_dict(self, state):
         self.m = {k[2:]: v.clone() for k, v in state.items() if k.startswith("m/")}
         self.v = {k[2:]: v.clone() for k, v in state.items() if k.startswith("v/")}
         self.t = int(state["t"]) if "t" in state else 0

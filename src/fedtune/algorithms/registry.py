@@ -16,7 +16,9 @@ ALGORITHMS = Registry("algorithm")
 
 
 def build_strategy(algorithm: Section, num_clients: int, aggregation: AggregationConfig | None = None,
-                   seed: int = 0) -> Strategy:
+                   seed: int = 0, privacy=None) -> Strategy:
     """The Strategy for ``algorithm`` (a validated parameter model) over ``num_clients`` clients;
-    ``seed`` (the run's) drives randomized aggregation rules."""
-    return ALGORITHMS[algorithm.name].target(algorithm, aggregation or AggregationConfig(), num_clients, seed)
+    ``seed`` (the run's) drives randomized aggregation rules; ``privacy`` (a ClientLevelPrivacy)
+    wraps the aggregation seam with client-level DP."""
+    extra = {"privacy": privacy} if privacy is not None else {}
+    return ALGORITHMS[algorithm.name].target(algorithm, aggregation or AggregationConfig(), num_clients, seed, **extra)

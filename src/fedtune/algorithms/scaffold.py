@@ -44,9 +44,10 @@ class Scaffold(AggregatingStrategy):
     """Control variates correct each client's drift towards its own optimum."""
 
     name = "scaffold"
+    sends_client_tensors = True  # each client's control-variate delta
 
-    def __init__(self, params, aggregation=None, num_clients: int = 1, seed: int = 0):
-        super().__init__(params, aggregation, num_clients, seed)
+    def __init__(self, params, aggregation=None, num_clients: int = 1, seed: int = 0, privacy=None):
+        super().__init__(params, aggregation, num_clients, seed, privacy)
         self.control: dict | None = None
 
     def configure_round(self, round, clients, lr, steps, global_adapter):
@@ -63,10 +64,10 @@ class Scaffold(AggregatingStrategy):
         self.control = ops.add(self.control, total, 1.0 / self.num_clients)
         return apply_delta(global_adapter, delta, self.params.server_lr)
 
-    def state_dict(self):
+    def server_state_dict(self):
         return {f"control/{k}": v for k, v in (self.control or {}).items()}
 
-    def load_state_dict(self, state):
+    def load_server_state_dict(self, state):
         self.control = {k.split("/", 1)[1]: v.clone() for k, v in state.items()} or None
 
 

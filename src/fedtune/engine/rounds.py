@@ -28,6 +28,7 @@ from fedtune.engine.run_dir import RunDir
 from fedtune.engine.schedule import round_lr, sample_clients
 from fedtune.eval.evaluator import Evaluator
 from fedtune.models.adapters.state import set_adapter
+from fedtune.privacy.client_level import client_level_privacy
 from fedtune.protocol import ClientInstruction, ClientUpdate, Strategy
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ class ClientReplies:
     senders: dict[int, str] = field(default_factory=dict)  # client id -> who sent it, e.g. "node 42"
     # simulation ground truth: the clients whose update an attack replaced (the strategy never reads it)
     attackers: list[int] = field(default_factory=list)
+    # secure aggregation: ``updates`` holds one update, the weighted mean of these clients' adapters
+    # (client id -1, num_examples their total); the server never sees an update of one client
+    summed: list[int] = field(default_factory=list)
     bytes_up: int = 0
     bytes_down: int = 0
 
@@ -80,8 +84,10 @@ class RoundLoop:
                                        or ATTACKS[cfg.attack.method].target.omniscient)
         self.cfg, self.ws, self.run_dir, self.executor, self.engine = cfg, ws, run_dir, executor, engine
         self.progress = progress or Progress(enabled=False)
+        self.privacy = client_level_privacy(cfg)
         self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients, cfg.aggregation,
-                                                   seed=cfg.seed)
+                                                   seed=cfg.seed, privacy=self.privacy)
+        self.stopped: str | None = None  # why the run ended before its last round (the privacy budget)
         self.store = store or ClientStateStore(run_dir.clients)
         self.evaluator = Evaluator(cfg, ws, ws.dpo_reference(cfg.train))
         self.min_replies = min_replies
@@ -111,11 +117,24 @@ class RoundLoop:
         self.progress.start_rounds(cfg.federation.rounds, start_round)
         try:
             for r in range(start_round, cfg.federation.rounds):
+                if self._over_budget(r):
+                    break
                 global_adapter = self.round(r, global_adapter)
                 self.progress.advance_round()
         finally:
             self.progress.stop()
         return self.finish(global_adapter, time.perf_counter() - started)
+
+    def _over_budget(self, r: int) -> bool:
+        """Whether running round ``r`` would spend more than ``privacy.client_level.max_epsilon``;
+        says so once (the previous round's checkpoint is the one ``--resume`` continues from)."""
+        if self.privacy is None or not self.privacy.exceeds_budget(r + 1):
+            return False
+        if self.stopped is None:
+            self.stopped = (f"privacy budget: round {r} would bring ε to {self.privacy.epsilon(r + 1):.3g} > "
+                            f"max_epsilon {self.privacy.dp.max_epsilon:g}; stopped after round {r - 1}")
+            log.warning("%s", self.stopped)
+        return True
 
     def evaluate(self, global_adapter: AdapterState) -> dict:
         """The evaluation of this round's result: the global adapter, or the mean over clients'
@@ -182,10 +201,12 @@ class RoundLoop:
             benign = [u for u in updates if u.client_id not in replies.attackers]
             row["attack"] = {"clients": replies.attackers,
                              **harm(previous, global_adapter, benign, cfg.aggregation.weighting)}
+        if self.privacy is not None:  # ε spent after this round's release
+            row["privacy"] = {"client_level": self.privacy.account(r + 1)}
         if self.defense is not None and self.defense.due(r):  # the server's own fine-tune of the aggregate
             global_adapter, row["defense"] = self.defense.apply(r, global_adapter)
         t1 = time.perf_counter()
-        last = r == cfg.federation.rounds - 1
+        last = r == cfg.federation.rounds - 1 or self._over_budget(r + 1)  # the budget's last round is final too
         if last or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):
             row["eval"] = self.evaluate(global_adapter)
         row["seconds_eval"] = time.perf_counter() - t1
@@ -209,7 +230,7 @@ class RoundLoop:
     def _require_replies(self, r: int, instructions: list[ClientInstruction], replies: ClientReplies) -> None:
         sampled = len(instructions)
         needed = sampled if self.min_replies is None else min(self.min_replies, sampled)
-        got = len(replies.updates) + len(replies.rejected)
+        got = len(replies.summed) if replies.summed else len(replies.updates) + len(replies.rejected)
         for cid, why in replies.failed.items():
             log.warning("round %d: no update from client %s: %s", r, cid, why)
         if got >= needed:
@@ -242,6 +263,11 @@ class RoundLoop:
             "data": self.ws.data_report,
             "adapter": "adapter/",
         }
+        privacy = next((r["privacy"] for r in reversed(rows) if "privacy" in r), None)
+        if privacy is not None:
+            summary["privacy"] = privacy
+        if self.stopped:
+            summary["stopped"] = self.stopped
         set_adapter(self.ws.model, global_adapter)
         self.ws.model.save_pretrained(str(self.run_dir.path / "adapter"))
         if self.strategy.personal_adapters:

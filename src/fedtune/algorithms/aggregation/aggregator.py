@@ -4,6 +4,8 @@ Strategies call ``Aggregator.reduce(global_adapter, updates, round)`` and apply 
 update rule to the result (FedAvg's step, server momentum, Adam/Yogi/Adagrad moments, SCAFFOLD),
 so a robust reducer or a DP wrapper applies to every strategy at once. ``report`` describes the
 last reduction for the round's metrics row (the rule, which clients it kept, the rule's notes).
+With client-level DP (``fedtune.privacy.client_level``) the deltas are clipped before the
+reducer (then the mean, with equal weights) and the noise is added to its result.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ Transform = Callable[[list[Delta], list[float]], list[Delta]]
 
 class Aggregator:
     def __init__(self, cfg: AggregationConfig | None = None, weighting: str | None = None,
-                 transforms: list[Transform] = (), seed: int = 0):
+                 transforms: list[Transform] = (), seed: int = 0, privacy=None):
         self.cfg = cfg or AggregationConfig()
         self.weighting = weighting or self.cfg.weighting  # a strategy may fix it (OpenFedLLM's FedOpt)
         self.reducer = REDUCERS[self.cfg.reducer.name].target(self.cfg.reducer, seed)
         self.transforms = list(transforms)
+        self.privacy = privacy  # a ClientLevelPrivacy, or None
         self.report: dict = {}
 
     def reduce(self, global_adapter: AdapterState, updates: list[ClientUpdate], round: int = 0) -> Delta:
@@ -39,6 +42,9 @@ class Aggregator:
         weights = client_weights(updates, self.weighting)
         for transform in self.transforms:
             deltas = transform(deltas, weights)
+        if self.privacy is not None:  # DP-FedAvg: clipped deltas, equal weights (the noise assumes them)
+            deltas = self.privacy.clip(deltas, updates)
+            weights = [1.0 / len(deltas)] * len(deltas)
         needed = self.reducer.min_clients()
         if len(deltas) < needed:
             log.warning("round %d: %d updates, %s needs at least %d; the global adapter is kept",
@@ -49,4 +55,15 @@ class Aggregator:
         ids = [u.client_id for u in updates]
         self.report = {"rule": result.rule or self.cfg.reducer.name, "kept": [ids[i] for i in result.kept]}
         self.report.update(result.notes)
+        if self.privacy is not None:
+            noisy = self.privacy.privatize(result.delta, len(deltas), round)
+            self.report["privacy"] = self.privacy.report
+            return noisy
         return result.delta
+
+    def state_dict(self) -> dict:
+        return self.privacy.state_dict() if self.privacy is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.privacy is not None:
+            self.privacy.load_state_dict(state)

@@ -1,0 +1,180 @@
+"""Differential privacy: DP-FedAvg's clipping, noise and adaptive clipping against Flower's
+implementation and Andrew et al.'s rule, ε against Google's dp-accounting, and real runs that
+resume exactly and stop at the budget."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import interrupt_in_round, tiny_overrides
+from safetensors.torch import load_file
+
+from fedtune.config import ConfigError, load_config
+from fedtune.engine.runner import run_experiment
+from fedtune.models.loader import LoadedModel
+from fedtune.privacy.accountant import calibrate, epsilon
+from fedtune.privacy.client_level import ClientLevelPrivacy, update_noise_multiplier
+from fedtune.privacy.config import ClientLevelDP
+from fedtune.protocol import ClientUpdate
+
+
+def _deltas(norms: list[float], size: int = 6, seed: int = 0) -> list[dict]:
+    """Deltas of two tensors with the given global L2 norms."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n in norms:
+        d = {"a": torch.randn(size, generator=g, dtype=torch.float64), "b": torch.randn(2, 3, generator=g, dtype=torch.float64)}
+        total = math.sqrt(sum(float((t * t).sum()) for t in d.values()))
+        out.append({k: t * (n / total) for k, t in d.items()})
+    return out
+
+
+def _updates(n: int) -> list[ClientUpdate]:
+    return [ClientUpdate(client_id=i, adapter={}, num_examples=1) for i in range(n)]
+
+
+def test_clipped_mean_and_noise_scale_match_flowers_dp_fedavg():
+    from flwr.supercore.differential_privacy import clip_inputs_inplace, compute_stdv
+
+    deltas = _deltas([0.5, 3.0, 10.0])
+    dp = ClientLevelDP(clip_norm=2.0, noise_multiplier=0.0)
+    ours = ClientLevelPrivacy(dp, q=1.0, rounds=1).clip(deltas, _updates(3))
+    for mine, d in zip(ours, deltas):
+        theirs = [d["a"].numpy().copy(), d["b"].numpy().copy()]
+        clip_inputs_inplace(theirs, 2.0)
+        np.testing.assert_allclose(mine["a"].numpy(), theirs[0], rtol=1e-12)
+        np.testing.assert_allclose(mine["b"].numpy(), theirs[1], rtol=1e-12)
+    # noise on the mean: std z·C/m, drawn per (seed, round) so a resumed run draws the same
+    noisy = ClientLevelPrivacy(ClientLevelDP(clip_norm=2.0, noise_multiplier=1.5), q=1.0, rounds=1)
+    zero = {"w": torch.zeros(200_000, dtype=torch.float64)}
+    sample = noisy.privatize(zero, 4, round=3)["w"]
+    assert float(sample.std()) == pytest.approx(compute_stdv(1.5, 2.0, 4), rel=0.01)
+    assert torch.equal(sample, noisy.privatize(zero, 4, round=3)["w"])
+    assert not torch.equal(sample, noisy.privatize(zero, 4, round=4)["w"])
+
+
+def test_adaptive_clipping_moves_towards_the_target_quantile_and_flowers_moves_away():
+    """Every update has norm 2 and C starts at 1: all are clipped, so C must grow towards 2
+    (Andrew et al.: b_i = 1 when *unclipped*). Flower 1.41 counts b_i = 1 when clipped with
+    the same sign, so its C shrinks away from the updates."""
+    from flwr.serverapp.strategy import (
+        DifferentialPrivacyServerSideAdaptiveClipping,
+        FedAvg,
+    )
+    from flwr.supercore.differential_privacy import adaptive_clip_inputs_inplace
+
+    dp = ClientLevelDP(clipping="adaptive", clip_norm=1.0, noise_multiplier=0.0, clip_lr=0.2, target_quantile=0.5)
+    ours = ClientLevelPrivacy(dp, q=1.0, rounds=1)
+    flower = DifferentialPrivacyServerSideAdaptiveClipping(FedAvg(), noise_multiplier=0.0, num_sampled_clients=5,
+                                                           initial_clipping_norm=1.0, target_clipped_quantile=0.5,
+                                                           clip_norm_lr=0.2)
+    ours_path, flower_path = [], []
+    for r in range(30):
+        deltas = _deltas([2.0] * 5, seed=r)
+        ours.privatize(ours.clip(deltas, _updates(5))[0], 5, r)
+        ours_path.append(ours.clip_norm)
+        bits = [adaptive_clip_inputs_inplace([d["a"].numpy().copy(), d["b"].numpy().copy()], flower.clipping_norm)
+                for d in deltas]
+        flower._geometric_update(sum(bits) / 5)
+        flower_path.append(flower.clipping_norm)
+    assert ours_path[0] == pytest.approx(math.exp(0.2 * 0.5))  # all clipped: b = 0, C·exp(-η(0 - γ))
+    assert 1.8 < ours_path[-1] < 2.25  # settles around the median norm (2), up and down
+    assert all(b < a for a, b in zip([1.0, *flower_path], flower_path)) and flower_path[-1] < 0.1
+
+
+def test_adaptive_noise_split_matches_flower():
+    from flwr.supercore.differential_privacy import compute_adaptive_noise_params
+
+    dp = ClientLevelDP(clipping="adaptive", noise_multiplier=0.4, clipped_count_stddev=1.0)
+    _, theirs = compute_adaptive_noise_params(0.4, 10, 1.0)
+    assert update_noise_multiplier(dp, 0.4, 10) == pytest.approx(theirs, rel=1e-12)
+    with pytest.raises(ConfigError, match="clipped_count_stddev"):
+        update_noise_multiplier(ClientLevelDP(clipping="adaptive", noise_multiplier=1.0), 1.0, 10)  # σ_b = 0.5
+
+
+@pytest.mark.parametrize("q,z,steps", [(1.0, 1.0, 3), (1.0, 4.0, 50), (0.01, 0.8, 1000), (0.2, 2.0, 100)])
+def test_epsilon_matches_google_dp_accounting(q, z, steps):
+    import dp_accounting
+    from opacus.accountants import RDPAccountant
+
+    acc = dp_accounting.rdp.RdpAccountant(orders=RDPAccountant.DEFAULT_ALPHAS)
+    acc.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), steps)
+    assert epsilon(z, q, steps, 1e-5) == pytest.approx(acc.get_epsilon(1e-5), rel=2e-3)
+
+
+def test_calibrated_noise_reaches_the_target_epsilon_and_no_less():
+    z = calibrate(4.0, 1e-5, 1.0, 3)
+    assert 3.9 < epsilon(z, 1.0, 3, 1e-5) <= 4.0
+    assert epsilon(z * 0.95, 1.0, 3, 1e-5) > 4.0
+    assert epsilon(0.0, 1.0, 1, 1e-5) == math.inf and epsilon(1.0, 1.0, 0, 1e-5) == 0.0
+
+
+# ------------------------------------------------------------------------------ real runs
+
+@pytest.fixture()
+def loaded(tiny):
+    return LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
+
+
+def _config(tmp_path, out, **extra):
+    extra = {"federation.rounds": 3, "eval.every": 0, "output.dir": str(tmp_path / out), **extra}
+    return load_config(None, tiny_overrides(tmp_path, **{k: v if isinstance(v, str) else json.dumps(v)
+                                                         for k, v in extra.items()}))
+
+
+def _rows(cfg) -> list[dict]:
+    return [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+
+
+ADAPTIVE = {"clipping": "adaptive", "clip_norm": 0.05, "noise_multiplier": 0.5, "clipped_count_stddev": 1.0,
+            "side": "client"}
+
+
+def test_client_level_dp_run_accounts_every_round_and_resumes_bit_identical(tmp_path, loaded):
+    whole = _config(tmp_path, "whole", **{"privacy.client_level": ADAPTIVE})
+    summary = run_experiment(whole, loaded=loaded, progress=False)
+    rows = _rows(whole)
+    eps = [r["privacy"]["client_level"]["epsilon"] for r in rows]
+    assert eps == pytest.approx([epsilon(0.5, 1.0, n, 1e-5) for n in (1, 2, 3)])
+    assert summary["privacy"]["client_level"]["epsilon"] == eps[-1]
+    for r in rows:  # clients clipped their own deltas to the norm the server sent and said so
+        dp = r["aggregation"]["privacy"]
+        assert all(t["dp_unclipped"] == (t["dp_update_norm"] <= dp["clip_norm"]) for t in r["train"].values())
+    norms = [r["aggregation"]["privacy"]["clip_norm"] for r in rows]
+    assert norms[0] == 0.05 and norms[1] != norms[0]  # adaptive C moved, and its state is checkpointed:
+    cut = _config(tmp_path, "cut", **{"privacy.client_level": ADAPTIVE})
+    interrupt_in_round(cut, loaded, stop_round=2)
+    run_experiment(cut, resume=True, loaded=loaded, progress=False)
+    assert [r["aggregation"]["privacy"]["clip_norm"] for r in _rows(cut)] == norms
+    a = load_file(str(whole.run_dir() / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(cut.run_dir() / "adapter" / "adapter_model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_stops_before_the_round_that_would_exceed_max_epsilon(tmp_path, loaded):
+    dp = {"clip_norm": 0.05, "noise_multiplier": 1.0, "max_epsilon": 8.0}  # ε: 4.73, 7.08, 9.01, ...
+    cfg = _config(tmp_path, "budget", **{"privacy.client_level": dp, "federation.rounds": 5,
+                                         "output.checkpoint_every": 5})
+    summary = run_experiment(cfg, loaded=loaded, progress=False)
+    rows = _rows(cfg)
+    assert [r["round"] for r in rows] == [0, 1] and "eval" in rows[-1]  # the budget's last round is evaluated
+    assert "round 2 would bring ε to 9.01 > max_epsilon 8" in summary["stopped"]
+    assert (cfg.run_dir() / "checkpoints" / "LATEST").exists()
+    again = run_experiment(cfg, resume=True, loaded=loaded, progress=False)  # resuming spends nothing more
+    assert [r["round"] for r in _rows(cfg)] == [0, 1] and again["stopped"] == summary["stopped"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["privacy.client_level={clip_norm: 1}"], "give exactly one of noise_multiplier or target_epsilon"),
+    (["privacy.client_level={noise_multiplier: 1}", "aggregation.reducer={name: median, f: 1}", "federation.num_clients=6"], "needs aggregation.reducer: mean"),
+    (["privacy.client_level={noise_multiplier: 1}", "aggregation.weighting=examples"], "equal weights"),
+    (["privacy.client_level={noise_multiplier: 1}", "algorithm=scaffold"], "send tensors besides the adapter"),
+    (["privacy.client_level={noise_multiplier: 1}", "algorithm=local"], "no aggregation step"),
+])
+def test_client_level_dp_refuses_what_its_noise_does_not_cover(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
