@@ -232,6 +232,8 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
         if bad:
             raise ConfigError(f"{source}: 'attack.clients': client {bad[0]} does not exist "
                               f"(federation.num_clients = {cfg.federation.num_clients})")
+    if cfg.data.canaries is None and any(m.name == "canary_exposure" for m in cfg.eval.metrics or []):
+        raise ConfigError(f"{source}: 'eval.metrics': canary_exposure needs data.canaries (the secrets it measures)")
     _check_privacy(cfg, source)
 
 

@@ -132,15 +132,19 @@ def eval_(
     target: Annotated[Path, typer.Argument(help="A run directory (its config and adapter) or an experiment YAML.")],
     adapter: Annotated[Optional[Path], typer.Option(help="A PEFT adapter directory to evaluate instead.")] = None,
     base: Annotated[bool, typer.Option("--base", help="Evaluate the base model without any adapter.")] = False,
+    canaries: Annotated[bool, typer.Option(
+        "--canaries", help="Also measure the exposure (bits) of the secrets the config plants (data.canaries) "
+                           "and how many greedy decoding extracts.")] = False,
     set: SetOpt = None,
     debug: DebugOpt = False,
 ):
-    """Exact match and loss of a base model or a trained adapter on the config's test sets."""
+    """Exact match and loss of a base model or a trained adapter on the config's test sets
+    (with --canaries, the leakage of planted secrets too)."""
     from fedtune.commands.evaluate import evaluate_target
     from fedtune.commands.summary_table import print_eval
 
     _logging(debug)
-    result = evaluate_target(target, adapter, base, list(set or []))
+    result = evaluate_target(target, adapter, base, list(set or []), canaries)
     print_eval(console, result)
 
 

@@ -1,11 +1,12 @@
 """`fedtune eval`: a base model or an adapter on a config's test sets (global and per client),
-with the config's metrics (``eval.metrics``: exact match, the safety metrics, ...)."""
+with the config's metrics (``eval.metrics``: exact match, the safety metrics, ...) and, with
+``--canaries``, the exposure of the secrets the config planted (``data.canaries``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fedtune.config import load_config
+from fedtune.config import ConfigError, load_config
 from fedtune.engine.workspace import build_workspace
 from fedtune.eval.evaluator import Evaluator
 from fedtune.models.adapters.state import get_adapter
@@ -13,12 +14,16 @@ from fedtune.models.export import load_with_adapter
 from fedtune.models.loader import LoadedModel, load_base
 
 
-def evaluate_target(target: Path, adapter: Path | None, base: bool, overrides: list[str]) -> dict:
+def evaluate_target(target: Path, adapter: Path | None, base: bool, overrides: list[str],
+                    canaries: bool = False) -> dict:
     """``target`` is a run directory (config.yaml + adapter/) or an experiment YAML. The model is
-    evaluated by the same Evaluator a run uses, so the figures match the run's metrics.jsonl."""
+    evaluated by the same Evaluator a run uses, so the figures match the run's metrics.jsonl;
+    ``canaries`` adds the ``canary_exposure`` metric."""
     target = Path(target)
     is_run = target.is_dir()
     cfg = load_config(target / "config.yaml" if is_run else target, overrides)
+    if canaries and cfg.data.canaries is None:
+        raise ConfigError(f"--canaries: {target} plants no canaries (its config has no data.canaries)")
     if adapter is None and is_run and not base:
         adapter = target / "adapter"
     state = None
@@ -29,7 +34,8 @@ def evaluate_target(target: Path, adapter: Path | None, base: bool, overrides: l
         loaded, label = load_base(cfg.model), f"{cfg.model.name} (base)"
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"per_client": True})})
     ws = build_workspace(cfg, loaded, initial_adapter=state)
-    result = Evaluator(cfg, ws, ws.dpo_reference(cfg.train)).evaluate(ws.initial_adapter)
+    also = ("canary_exposure",) if canaries else ()
+    result = Evaluator(cfg, ws, ws.dpo_reference(cfg.train), also).evaluate(ws.initial_adapter)
     names = {str(c.client_id): c.name for c in ws.data.clients}
     sets = {"global": result["global"], **{names[c]: m for c, m in result.get("clients", {}).items()}}
     return {"label": label, "sets": sets}

@@ -42,3 +42,8 @@ def print_eval(console: Console, result: dict) -> None:
         table.add_row(name, str(m["n"]), _pct(m["exact_match"]), f"{m['loss']:.3f}",
                       *(_pct(m[k]) if m.get(k) is not None else "—" for k in extra))
     console.print(table)
+    canaries = result["sets"].get("global", {})
+    if "canaries" in canaries:
+        console.print(f"canaries: {canaries['canaries']}, exposure {canaries['canary_exposure']:.2f} bits mean, "
+                      f"{canaries['canary_exposure_max']:.2f} max; extracted by greedy decoding: "
+                      f"{canaries['canary_extracted']}")

@@ -1,5 +1,6 @@
 """From ``data:`` in the config to a FederatedData: read → records → global test → partition →
-per-client pipeline → per-client train/test split. Every dropped record is a row in the report.
+per-client pipeline → per-client train/test split (→ canaries planted, ``data.canaries``). Every
+dropped or planted record is a row in the report.
 
 The result is cached on disk, keyed by the data config and the source files' size and mtime, so a
 second run skips reading, partitioning and processing.
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fedtune.data.canaries import plant_canaries
 from fedtune.data.federated import ClientData, FederatedData
 from fedtune.data.formats import (
     PREFERENCE_FORMATS,
@@ -96,8 +98,12 @@ def build_federated_data(cfg: RunConfig, kind: str, context: Callable[[], Scorin
                          cache_dir: Path | None = None) -> FederatedData:
     """The run's federated data; the built-in suite when ``data.source`` is unset."""
     d = cfg.data
-    if d.source is None:
-        return build_suite(d.suite, cfg.federation.num_clients, cfg.seed, kind=kind)
+    data = build_suite(d.suite, cfg.federation.num_clients, cfg.seed, kind=kind) if d.source is None \
+        else _cached(cfg, kind, context, cache_dir)
+    return plant_canaries(data, d.canaries, cfg.seed) if d.canaries else data
+
+
+def _cached(cfg: RunConfig, kind: str, context, cache_dir: Path | None) -> FederatedData:
     key = cache_key(cfg, kind, context)
     path = Path(cache_dir) / f"data-{key}.json" if cache_dir else None
     if path is not None and path.exists():
@@ -170,7 +176,7 @@ def _first_clients(cfg: RunConfig, indices, names, report):
 
 
 def cache_key(cfg: RunConfig, kind: str, context) -> str:
-    d = cfg.data.model_dump(mode="json", exclude={"suite"})
+    d = cfg.data.model_dump(mode="json", exclude={"suite", "canaries"})  # canaries are planted after the cache
     parts = [CACHE_VERSION, d, kind, cfg.seed, fingerprint(cfg.data.source),
              fingerprint(cfg.data.test_source) if cfg.data.test_source else None,
              cfg.federation.num_clients, "num_clients" in cfg.federation.model_fields_set]

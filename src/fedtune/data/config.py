@@ -1,5 +1,5 @@
 """The ``data`` config section: sources and formats, the partition into clients, the processing
-pipeline (one op per file under ``data/ops``) and the built-in suite."""
+pipeline (one op per file under ``data/ops``), the built-in suite and the canaries."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from fedtune.chosen_clients import chosen_clients
+from fedtune.data.canaries import CanaryConfig
 from fedtune.data.ops import OPS
 from fedtune.schema import Section
 
@@ -88,6 +89,7 @@ class DataConfig(Section):
     invalid_records: Literal["error", "skip"] = "error"  # a row that is not a valid record: stop, or drop and count
     template: str | None = None  # None = the model's own chat template; else alpaca, chatml, vicuna
     suite: SuiteConfig = SuiteConfig()
+    canaries: CanaryConfig | None = None  # secrets planted to measure memorization (docs/privacy.md)
 
     @field_validator("global_test")
     @classmethod

@@ -1,7 +1,9 @@
 """Evaluation: the Evaluator and one metric per file (exact match, reward accuracy, the safety
-metrics: harmless rate, a classifier judge, an LLM judge), found by ``METRICS`` (``fedtune ls metrics``)."""
+metrics: harmless rate, a classifier judge, an LLM judge; canary exposure), found by ``METRICS``
+(``fedtune ls metrics``)."""
 
 from fedtune.eval import (  # noqa: F401  (each registers itself)
+    canary_exposure,
     exact_match,
     harmless_rate,
     llm_judge,

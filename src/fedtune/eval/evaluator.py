@@ -28,9 +28,10 @@ def default_metrics(preference: bool, safety: bool = False) -> list[str]:
 
 
 class Evaluator:
-    """``reference`` is the DPO reference adapter (None = the base model, adapter disabled)."""
+    """``reference`` is the DPO reference adapter (None = the base model, adapter disabled);
+    ``also`` names metrics computed besides the configured ones (``fedtune eval --canaries``)."""
 
-    def __init__(self, cfg: "RunConfig", ws: "Workspace", reference: AdapterState | None):
+    def __init__(self, cfg: "RunConfig", ws: "Workspace", reference: AdapterState | None, also: tuple[str, ...] = ()):
         self.cfg, self.ws, self.reference = cfg, ws, reference
         self.bf16 = use_bf16(cfg.train.bf16)
         self.pad_id = ws.tokenizer.pad_token_id
@@ -38,6 +39,7 @@ class Evaluator:
         if chosen is None:
             safety = bool(cfg.eval.safety.prompts or suite_forbidden_prompts(ws.data.global_test))
             chosen = [METRICS.config(n) for n in default_metrics(ws.global_test_pairs is not None, safety)]
+        chosen = [*chosen, *(METRICS.config(n) for n in also if n not in {m.name for m in chosen})]
         self.metrics = [METRICS[m.name].target(m) for m in chosen]
         self._generator = None
         self._answers: tuple[list[str], list[str]] | None = None  # this evaluation's safety answers
