@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from fedtune.algorithms import ALGORITHMS
 from fedtune.algorithms.aggregation import REDUCERS, AggregationConfig
 from fedtune.attacks import ATTACKS
+from fedtune.client.objectives import OBJECTIVES
 from fedtune.client.train_config import TrainConfig
 from fedtune.data.config import DataConfig
 from fedtune.defenses.config import DefenseConfig
@@ -238,7 +239,12 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
 
 
 def _check_privacy(cfg: RunConfig, source: str) -> None:
-    """Client-level DP's noise is calibrated to the equal-weight mean of whole updates."""
+    """DP-SGD needs per-example gradients; client-level DP's noise is calibrated to the
+    equal-weight mean of whole updates."""
+    objective = OBJECTIVES[cfg.train.objective.name].target
+    if cfg.privacy.sample_level is not None and not objective.per_example:
+        raise ConfigError(f"{source}: 'privacy.sample_level': {objective.name}'s loss is not a sum over examples, "
+                          "so DP-SGD has no per-example gradient to clip (use sft or dpo)")
     dp = cfg.privacy.client_level
     if dp is None:
         return
@@ -252,9 +258,6 @@ def _check_privacy(cfg: RunConfig, source: str) -> None:
     if cfg.aggregation.reducer.name != "mean":
         raise ConfigError(f"{key}: needs aggregation.reducer: mean (the noise is calibrated to the mean's "
                           f"sensitivity C/m, not {cfg.aggregation.reducer.name}'s)")
-    if "weighting" in cfg.aggregation.model_fields_set and cfg.aggregation.weighting != "uniform":
-        raise ConfigError(f"{key}: averages with equal weights (the noise σ·C/m assumes them); "
-                          "remove aggregation.weighting or set it to uniform")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:

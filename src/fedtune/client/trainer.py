@@ -3,13 +3,16 @@
 No per-round Trainer construction and no re-tokenization: the base model is loaded once, only
 the LoRA tensors are swapped, the data arrives tokenized. A round is ``instruction.steps``
 optimizer steps of ``batch_size x grad_accum`` examples at the round's learning rate, with
-FL-algorithm behaviour injected through hooks (fedtune.client.hooks).
+FL-algorithm behaviour injected through hooks (fedtune.client.hooks). With sample-level DP
+(``privacy.sample_level``) a step is a Poisson sample and its gradient DP-SGD's
+(``fedtune.privacy.dp_sgd``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +26,9 @@ from fedtune.data.tokenize import PreferenceTokens, TokenizedSet
 from fedtune.models.adapters.state import adapter_parameters, get_adapter, set_adapter
 from fedtune.precision import autocast, use_bf16
 from fedtune.protocol import ClientInstruction, ClientUpdate
+
+if TYPE_CHECKING:  # built by the engine from privacy.sample_level (the privacy package uses this one)
+    from fedtune.privacy.dp_sgd import DPSGDRound, SampleLevelPrivacy
 
 OPTIMIZER_STATE = "optimizer"
 
@@ -44,8 +50,9 @@ class LocalTrainer:
     frozen adapter state such as the SFT stage's result."""
 
     def __init__(self, model, tokenizer, cfg: TrainConfig, store: ClientStateStore, seed: int = 0,
-                 reference: AdapterState | None = None):
+                 reference: AdapterState | None = None, privacy: "SampleLevelPrivacy | None" = None):
         self.model, self.tokenizer, self.cfg, self.store, self.seed = model, tokenizer, cfg, store, seed
+        self.privacy = privacy  # DP-SGD settings, or None
         self.bf16 = use_bf16(cfg.bf16)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.objective = OBJECTIVES[cfg.objective.name].target(cfg.objective, reference)
@@ -66,8 +73,13 @@ class LocalTrainer:
             hook.on_round_start(params, instruction)
 
         rng = round_rng(self.seed, instruction.round, instruction.client_id, "batches")
-        per_step = cfg.batch_size * cfg.grad_accum
-        picked = draw_indices(data.num_examples, per_step * instruction.steps, rng)
+        if self.privacy is not None:  # DP-SGD: Poisson-sampled steps (or its shuffle alternative)
+            steps = self.privacy.batches(data.num_examples, instruction.steps, rng)
+            picked = [i for step in steps for i in step]
+        else:
+            per_step = cfg.batch_size * cfg.grad_accum
+            picked = draw_indices(data.num_examples, per_step * instruction.steps, rng)
+            steps = [picked[s * per_step : (s + 1) * per_step] for s in range(instruction.steps)]
         lengths = self.objective.lengths(data.tokens)
         self.client_id = instruction.client_id
         self.round_seed = hash((self.seed, instruction.round, instruction.client_id)) & 0xFFFFFFFF
@@ -76,24 +88,31 @@ class LocalTrainer:
 
         self.model.train()
         compute_started = time.perf_counter()
-        steps = [picked[s * per_step : (s + 1) * per_step] for s in range(instruction.steps)]
+        dp = self._begin_dp(instruction, data, hooks)
         if any(h.wants_initial_gradient for h in hooks):
             self._backward_step(data, steps[0], rng, params, [])
             grads = {k: p.grad.detach().clone() for k, p in params.items()}
             optimizer.zero_grad(set_to_none=True)
             for hook in hooks:
                 hook.on_initial_gradient(grads)
-        loss_sum, token_count = 0.0, 0
-        for step_idx in steps:
-            step_loss, step_tokens = self._backward_step(data, step_idx, rng, params, hooks)
-            loss_sum += step_loss
-            token_count += step_tokens
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params.values(), cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            for hook in hooks:
-                hook.after_optimizer_step(params, instruction.lr)
+        loss_sum, token_count, dp_metrics = 0.0, 0, {}
+        try:
+            for step_idx in steps:
+                if dp is None:
+                    step_loss, step_tokens = self._backward_step(data, step_idx, rng, params, hooks)
+                    if cfg.max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(params.values(), cfg.max_grad_norm)
+                else:
+                    step_loss, step_tokens = self._dp_backward_step(data, step_idx, rng, params, hooks, dp)
+                loss_sum += step_loss
+                token_count += step_tokens
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                for hook in hooks:
+                    hook.after_optimizer_step(params, instruction.lr)
+        finally:
+            if dp is not None:
+                dp_metrics = dp.close()
         self.model.eval()
         compute_seconds = time.perf_counter() - compute_started
         self.objective.end_round(self)
@@ -112,6 +131,7 @@ class LocalTrainer:
                 "seconds": time.perf_counter() - started,
                 "seconds_compute": compute_seconds,  # forward/backward/step only: no adapter swaps
                 **self.objective.round_metrics(),
+                **dp_metrics,
             },
         )
         for hook in hooks:
@@ -138,6 +158,37 @@ class LocalTrainer:
                         total = total + extra
             total.backward()
         return loss_sum, weight
+
+    # ------------------------------------------------------------------ DP-SGD
+
+    def _begin_dp(self, instruction: ClientInstruction, data: LocalData, hooks) -> "DPSGDRound | None":
+        """This round's DP-SGD (hooks on the LoRA layers), or None without sample-level DP."""
+        if self.privacy is None:
+            return None
+        if any(h.wants_initial_gradient for h in hooks):
+            raise ValueError("privacy.sample_level: a hook asks for a non-private initial gradient")
+        self.dp_noise = torch.Generator().manual_seed(
+            round_rng(self.seed, instruction.round, instruction.client_id, "dp-sgd").getrandbits(63))
+        return self.privacy.begin(self.model, data.num_examples, instruction.client_id, self.store)
+
+    def _dp_backward_step(self, data: LocalData, step_idx: list[int], rng, params, hooks,
+                          dp: "DPSGDRound") -> tuple[float, int]:
+        """DP-SGD's gradient of one step: every example's gradient clipped and summed micro-batch
+        by micro-batch, noise added, divided by the expected batch; the hooks' data-independent
+        extra loss (FedProx) added to it. Returns (summed loss, step weight)."""
+        tokens, objective = data.tokens, self.objective
+        loss_sum = 0.0
+        for idx in length_grouped_batches(step_idx, objective.lengths(tokens), self.cfg.batch_size, rng, group=1):
+            with autocast(self.bf16):
+                loss, _ = objective.loss(self.model, tokens, idx, self.pad_id)  # a sum over its examples
+            loss_sum += float(loss.detach())
+            loss.backward()
+            dp.accumulate(params, objective.rows_per_example)
+        extras = [e for e in (h.extra_loss(params) for h in hooks) if e is not None]
+        if extras:
+            sum(extras).backward()
+        dp.finish_step(params, self.dp_noise)
+        return loss_sum, objective.step_weight(tokens, step_idx)
 
     # ------------------------------------------------- optional persistent AdamW state
 

@@ -203,6 +203,10 @@ class RoundLoop:
                              **harm(previous, global_adapter, benign, cfg.aggregation.weighting)}
         if self.privacy is not None:  # ε spent after this round's release
             row["privacy"] = {"client_level": self.privacy.account(r + 1)}
+        if cfg.privacy.sample_level is not None:  # each trained client's ε over its DP-SGD steps so far
+            row.setdefault("privacy", {})["sample_level"] = {
+                "epsilon": {str(u.client_id): u.metrics["dp_epsilon"] for u in updates if "dp_epsilon" in u.metrics},
+                "delta": cfg.privacy.sample_level.delta}
         if self.defense is not None and self.defense.due(r):  # the server's own fine-tune of the aggregate
             global_adapter, row["defense"] = self.defense.apply(r, global_adapter)
         t1 = time.perf_counter()
@@ -263,9 +267,8 @@ class RoundLoop:
             "data": self.ws.data_report,
             "adapter": "adapter/",
         }
-        privacy = next((r["privacy"] for r in reversed(rows) if "privacy" in r), None)
-        if privacy is not None:
-            summary["privacy"] = privacy
+        if any("privacy" in r for r in rows):
+            summary["privacy"] = _privacy_summary(rows)
         if self.stopped:
             summary["stopped"] = self.stopped
         set_adapter(self.ws.model, global_adapter)
@@ -279,6 +282,21 @@ class RoundLoop:
             summary["adapter"] = "adapters/client_<i>/ (one per client; adapter/ is the untrained start)"
         self.run_dir.write_json("summary.json", summary)
         return summary
+
+
+def _privacy_summary(rows: list[dict]) -> dict:
+    """The run's privacy spend: client-level ε after the last round; sample-level, each client's
+    latest ε (it only grows) and their maximum, the run's guarantee to every client."""
+    out = {}
+    client_level = [r["privacy"]["client_level"] for r in rows if "client_level" in r.get("privacy", {})]
+    if client_level:
+        out["client_level"] = client_level[-1]
+    sample_level = [r["privacy"]["sample_level"] for r in rows if "sample_level" in r.get("privacy", {})]
+    if sample_level:
+        latest = {c: e for s in sample_level for c, e in s["epsilon"].items()}
+        out["sample_level"] = {"epsilon": latest, "epsilon_max": max(latest.values(), default=0.0),
+                               "delta": sample_level[-1]["delta"]}
+    return out
 
 
 def _weighted_loss(updates: list[ClientUpdate]) -> float | None:

@@ -17,6 +17,7 @@ from fedtune.engine.progress import Progress
 from fedtune.engine.rounds import ClientReplies, RoundLoop
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.workspace import Workspace
+from fedtune.privacy.dp_sgd import sample_level_privacy
 from fedtune.protocol import ClientInstruction
 
 
@@ -47,7 +48,7 @@ class Simulation(RoundLoop):
         progress = progress or Progress(enabled=False)
         store = ClientStateStore(run_dir.clients)
         self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
-                                    reference=ws.dpo_reference(cfg.train))
+                                    reference=ws.dpo_reference(cfg.train), privacy=sample_level_privacy(cfg))
         clients = EmbeddedClients(self.trainer, [], progress)
         super().__init__(cfg, ws, run_dir, clients, progress=progress, store=store)
         if self.strategy.pools_data:  # one client (id 0) holding every client's data

@@ -22,6 +22,7 @@ from fedtune.flower.node_data import local_data
 from fedtune.flower.wire import TrainJob
 from fedtune.models.adapters import attach_adapter
 from fedtune.models.loader import LoadedModel
+from fedtune.privacy.dp_sgd import sample_level_privacy
 from fedtune.protocol import ClientUpdate
 
 log = logging.getLogger("fedtune")
@@ -85,6 +86,7 @@ def train(job: TrainJob, node: NodeSettings, flower_run_id: int) -> ClientUpdate
     store.round = ins.round
     if cfg.train.reference == "start" and job.reference is None:
         raise NodeConfigError("train.objective.reference=start, but the server sent no reference adapter")
-    trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed, reference=job.reference)
+    trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed, reference=job.reference,
+                           privacy=sample_level_privacy(cfg))
     return trainer.train(ins, job.start, data)
 

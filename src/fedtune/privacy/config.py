@@ -26,7 +26,8 @@ class Budget(Section):
 
 class ClientLevelDP(Budget):
     """DP-FedAvg (McMahan et al., ICLR 2018): each client's delta clipped to L2 norm C over the
-    whole adapter, Gaussian noise of std z·C/m on the mean of the m deltas; adaptive clipping
+    whole adapter, Gaussian noise of std z·C/m on the mean of the m deltas — an equal-weight mean
+    whatever ``aggregation.weighting`` says, since the noise is calibrated to it; adaptive clipping
     moves C towards the ``target_quantile`` of update norms (Andrew et al., NeurIPS 2021)."""
 
     clipping: Literal["fixed", "adaptive"] = "fixed"

@@ -81,6 +81,7 @@ class BetaDPO(PreferenceObjective):
     """DPO with a per-batch β from the reward margin and margin-guided pair filtering."""
 
     name = "beta-dpo"
+    per_example = False  # β and the ρ filter come from the whole batch's margins
 
     def begin_round(self, trainer, tokens, indices) -> None:
         super().begin_round(trainer, tokens, indices)

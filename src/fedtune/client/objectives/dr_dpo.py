@@ -29,6 +29,7 @@ class DrDPO(PreferenceObjective):
     """DPO with a soft-min over the batch that down-weights likely-flipped pairs."""
 
     name = "dr-dpo"
+    per_example = False  # a log-mean-exp over the batch, not a sum over pairs
 
     def pair_loss(self, pc, pr, rc, rr):
         losses, cr, rj = dpo_loss(pc, pr, rc, rr, self.params.beta, self.params.label_smoothing)

@@ -39,6 +39,8 @@ class PreferenceObjective:
     """Base of the DPO family. A step's loss is the mean over its pairs."""
 
     record_kind = "preference"
+    rows_per_example = 2  # a pair's chosen and rejected rows (pair_batch), one DP-SGD unit
+    per_example = True  # the loss is a sum over pairs: per-pair gradients exist (DP-SGD)
 
     def __init__(self, params: PreferenceParams, reference):
         self.params, self.reference = params, reference

@@ -17,6 +17,8 @@ class SFTObjective:
 
     name = "sft"
     record_kind = "sft"
+    rows_per_example = 1  # batch rows per example (DP-SGD's privacy unit)
+    per_example = True  # the loss is a sum over examples: per-example gradients exist (DP-SGD)
 
     def __init__(self, params=None, reference=None):
         self.params = params  # no parameters; SFT has no reference policy
