@@ -209,9 +209,9 @@ def test_flower_clients_name_failed_and_rejected_nodes(task_identity):
 
 
 def test_min_replies_fails_a_round_with_a_clear_message(tmp_path):
+    from fedtune.data.federated import FederatedData
     from fedtune.engine.rounds import ClientReplies, RoundFailed, RoundLoop
     from fedtune.engine.run_dir import RunDir
-    from fedtune.data.federated import FederatedData
     from fedtune.engine.workspace import Workspace
 
     cfg = load_config(None, ["model.name=tiny-random"])

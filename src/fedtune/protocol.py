@@ -44,6 +44,7 @@ class ClientUpdate:
     num_examples: int  # size of the client's local training set: the FedAvg weight
     metrics: dict[str, float] = field(default_factory=dict)
     tensors: dict[str, AdapterState] = field(default_factory=dict)  # e.g. {"control_delta": dc_i}
+    clients: int = 1  # the clients whose mean this is (secure aggregation: the whole round's)
 
 
 class Strategy(ABC):

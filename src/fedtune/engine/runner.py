@@ -13,7 +13,7 @@ from rich.console import Console
 from fedtune import adapter_state
 from fedtune.adapter_state import AdapterState
 from fedtune.cache import cache_root
-from fedtune.config import RunConfig
+from fedtune.config import ConfigError, RunConfig
 from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.simulation import Simulation
@@ -31,6 +31,9 @@ def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | N
         loaded = loaded or load_base(cfg.model)
         return run_stages(cfg, resume, lambda stage, adapter: run_experiment(
             stage, resume=resume, loaded=loaded, progress=progress, console=console, initial_adapter=adapter))
+    if cfg.privacy.secure_aggregation is not None:
+        raise ConfigError("privacy.secure_aggregation runs on the Flower deployment engine (fedtune flower run); "
+                          "the embedded engine has no server that could be kept from single updates")
     run_dir = RunDir(cfg.run_dir())
     run_dir.start(cfg, resume)
     ws = workspace or build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)

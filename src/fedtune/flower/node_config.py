@@ -11,7 +11,7 @@
 - ``trainer-socket``: the socket of this site's resident trainer (set by ``fedtune flower
   supernode``), which keeps the base model loaded across rounds; without it each message's
   ClientApp process trains itself, loading the model anew (see ``resident_trainer``).
-- ``fault-nonfinite``: fault injection for tests and drills (see ``faults``).
+- ``fault-nonfinite``, ``fault-fail-round``: fault injection for tests and drills (see ``faults``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class NodeSettings:
     threads: int | None = None
     trainer_socket: Path | None = None
     fault_nonfinite: bool = False
+    fault_fail_round: int | None = None
 
     @classmethod
     def from_node_config(cls, node_config: dict) -> "NodeSettings":
@@ -53,4 +54,5 @@ class NodeSettings:
             threads=int(node_config["threads"]) if node_config.get("threads") else None,
             trainer_socket=Path(str(socket)) if socket else None,
             fault_nonfinite=bool(node_config.get("fault-nonfinite", False)),
+            fault_fail_round=int(node_config["fault-fail-round"]) if "fault-fail-round" in node_config else None,
         )

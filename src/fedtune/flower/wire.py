@@ -127,19 +127,23 @@ def encode_instruction(ins: ClientInstruction, start: AdapterState, cfg: RunConf
     _put_tensors(content, ADAPTER, start)
     if reference is not None:
         _put_tensors(content, REFERENCE, reference)
-    content[INSTRUCTION] = ConfigRecord({
-        "client-id": ins.client_id, "round": ins.round, "lr": float(ins.lr), "steps": ins.steps,
-        "start-from": ins.start_from, "resumed-from": resumed_from, "run-config": json.dumps(cfg.model_dump(mode="json")),
-    })
+    content[INSTRUCTION] = ConfigRecord(instruction_fields(ins, cfg, resumed_from))
     content[CONFIG] = ConfigRecord(dict(ins.config))
     for name, tensors in ins.tensors.items():
         _put_tensors(content, TENSORS + name, tensors)
     return content
 
 
-def decode_instruction(content: RecordDict) -> TrainJob:
-    rec = _record(content, INSTRUCTION, ConfigRecord)
-    where = "instruction"
+def instruction_fields(ins: ClientInstruction, cfg: RunConfig, resumed_from: int) -> dict:
+    """The instruction's scalar fields and the run config (JSON), as one flat mapping."""
+    return {"client-id": ins.client_id, "round": ins.round, "lr": float(ins.lr), "steps": ins.steps,
+            "start-from": ins.start_from, "resumed-from": resumed_from,
+            "run-config": json.dumps(cfg.model_dump(mode="json"))}
+
+
+def job_from_fields(rec, config: dict, start: AdapterState, tensors: dict[str, AdapterState],
+                    reference: AdapterState | None, where: str = "instruction") -> TrainJob:
+    """The TrainJob of ``instruction_fields`` output ``rec`` (validated) and the decoded tensors."""
     try:
         cfg = from_dict(json.loads(_field(rec, "run-config", str, where)), "run-config")
     except json.JSONDecodeError as e:
@@ -147,11 +151,15 @@ def decode_instruction(content: RecordDict) -> TrainJob:
     ins = ClientInstruction(
         client_id=_field(rec, "client-id", int, where), round=_field(rec, "round", int, where),
         lr=float(_field(rec, "lr", (int, float), where)), steps=_field(rec, "steps", int, where),
-        start_from=_field(rec, "start-from", str, where),
-        config=dict(_record(content, CONFIG, ConfigRecord)), tensors=_tensors(content),
+        start_from=_field(rec, "start-from", str, where), config=config, tensors=tensors,
     )
+    return TrainJob(cfg, ins, start, _field(rec, "resumed-from", int, where), reference)
+
+
+def decode_instruction(content: RecordDict) -> TrainJob:
     reference = _get_tensors(content, REFERENCE) if REFERENCE in content.array_records else None
-    return TrainJob(cfg, ins, _get_tensors(content, ADAPTER), _field(rec, "resumed-from", int, where), reference)
+    return job_from_fields(_record(content, INSTRUCTION, ConfigRecord), dict(_record(content, CONFIG, ConfigRecord)),
+                           _get_tensors(content, ADAPTER), _tensors(content), reference)
 
 
 # ------------------------------------------------------------------- client -> server

@@ -56,7 +56,7 @@ class Aggregator:
         self.report = {"rule": result.rule or self.cfg.reducer.name, "kept": [ids[i] for i in result.kept]}
         self.report.update(result.notes)
         if self.privacy is not None:
-            noisy = self.privacy.privatize(result.delta, len(deltas), round)
+            noisy = self.privacy.privatize(result.delta, sum(u.clients for u in updates), round)
             self.report["privacy"] = self.privacy.report
             return noisy
         return result.delta
