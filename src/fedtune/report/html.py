@@ -51,6 +51,13 @@ def _summary_rows(summary: dict) -> list[list]:
     for key, value in summary.items():
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             rows.append([key, _fmt(value)])
+    privacy = summary.get("privacy", {})
+    if "client_level" in privacy:
+        p = privacy["client_level"]
+        rows.append(["ε (client level)", f"{_fmt(p['epsilon'])} at δ = {p['delta']:g}, z = {_fmt(p['noise_multiplier'])}"])
+    if "sample_level" in privacy:
+        p = privacy["sample_level"]
+        rows.append(["ε (sample level, worst client)", f"{_fmt(p['epsilon_max'])} at δ = {p['delta']:g}"])
     return rows
 
 
@@ -83,6 +90,7 @@ def write_report(run_dir: str | Path) -> Path:
         _img(plots.communication(rows), "communication"),
         _img(plots.attack_harm(rows), "attack harm"),
         _img(plots.safety(rows), "safety"),
+        _img(plots.privacy(rows), "privacy spent"),
         *(_img(png, name) for name, png in plots.extra_train_metrics(rows).items()),
     ]
     per_round = [[r["round"], len(r.get("clients", [])), _fmt(r.get("train_loss")),

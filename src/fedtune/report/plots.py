@@ -123,6 +123,22 @@ def attack_harm(rows: list[dict]) -> bytes | None:
     return _png(fig)
 
 
+def privacy(rows: list[dict]) -> bytes | None:
+    """ε spent after each round: client-level DP's, and each client's DP-SGD ε (sample level)."""
+    client = [(r["round"], r["privacy"]["client_level"]["epsilon"]) for r in rows if "client_level" in r.get("privacy", {})]
+    sample = [(r["round"], e) for r in rows for e in r.get("privacy", {}).get("sample_level", {}).get("epsilon", {}).values()]
+    if not client and not sample:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    if client:
+        ax.plot(*zip(*client), marker="o", label="client level (DP-FedAvg)")
+    if sample:
+        ax.scatter(*zip(*sample), s=12, color="tab:orange", label="sample level (DP-SGD), per client")
+    ax.set(xlabel="round", ylabel="ε", title="Privacy spent (ε at the run's δ)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def accuracy_curves(curves: dict[str, list[tuple[int, float]]], title: str) -> bytes | None:
     """Global exact match per round, one line per run (a comparison of runs)."""
     curves = {k: v for k, v in curves.items() if v}
