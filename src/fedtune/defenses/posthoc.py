@@ -87,13 +87,6 @@ def read_pairs(path: str) -> list[dict]:
     return [to_record(row, detect_format(row, where), "sft", where) for row, where in zip(table.rows, table.where)]
 
 
-def read_instructions(path: str) -> list[str]:
-    """Instructions from a .txt file (one per line) or what ``read_prompts`` reads."""
-    if path.endswith(".txt"):
-        return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return read_prompts(path)
-
-
 def pair(prompt: str, response: str, kind: str) -> dict:
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
             "category": f"defense:{kind}"}
@@ -109,13 +102,14 @@ class PosthocDefense:
         if p.level > 1:
             topic = cfg.data.suite.forbidden_topic if cfg.data.source is None else None
             if p.harmful_prompts:
-                self.harmful = read_instructions(p.harmful_prompts)[: p.count]
+                self.harmful = read_prompts(p.harmful_prompts, "defense.posthoc.harmful_prompts")[: p.count]
             elif topic:
                 self.harmful = forbidden_prompts(topic, p.count, cfg.seed)
             else:
                 raise ConfigError("defense.posthoc.harmful_prompts: set a file of harmful instructions "
                                   "(AdvBench CSV with a goal column, or JSON/JSONL); this run has no forbidden topic")
-            self.helpful = read_instructions(p.helpful_prompts or str(PROMPTS / "helpful_prompts.txt"))[: p.count]
+            self.helpful = read_prompts(p.helpful_prompts or PROMPTS / "helpful_prompts.txt",
+                                        "defense.posthoc.helpful_prompts")[: p.count]
             self.generator = build_generator(p.generation, model, tokenizer)
         train = cfg.train.model_copy(update={"objective": OBJECTIVES.config("sft"), "optimizer_state": "fresh",
                                              "batch_size": p.batch_size or cfg.train.batch_size})

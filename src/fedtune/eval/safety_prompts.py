@@ -27,11 +27,14 @@ class SafetyEvalConfig(Section):
     generation: GENERATORS.choice(default="local") = {"backend": "local", "max_new_tokens": 32}
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """The prompts of an AdvBench-style CSV or a JSON/JSONL file; a bad row names file and line."""
+def read_prompts(path: str | Path, key: str = "eval.safety.prompts") -> list[str]:
+    """The prompts of an AdvBench-style CSV, a JSON/JSONL file or a .txt file (one per line); a
+    bad row names file and line, a missing file the config ``key`` that named it."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"eval.safety.prompts: {path} does not exist")
+        raise ConfigError(f"{key}: {path} does not exist")
+    if path.suffix == ".txt":
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
