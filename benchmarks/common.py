@@ -21,6 +21,14 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.python_version()}"
 
 
+def suite_grid(clients: int, rounds: int, steps: int, rules: str = "echo,bracket,suffix,swap,reverse") -> list[str]:
+    """The ``--set`` overrides the research benchmarks share: the built-in suite with 2 entities
+    and 16 skill examples per client, 6 test items per rule, batch 4."""
+    return [f"federation.num_clients={clients}", f"federation.rounds={rounds}", f"train.steps={steps}",
+            "train.batch_size=4", "data.suite.entities_per_client=2", "data.suite.skill_train_per_client=16",
+            "data.suite.test_per_rule=6", f"data.suite.rules=[{rules}]"]
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> float:
     """Best-of-``repeats`` GFLOP/s of an n x n matmul in ``dtype``."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine
+from common import machine, suite_grid
 
 from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
@@ -63,9 +63,7 @@ def main():
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="robustness-"))
     n = args.clients
-    base = [f"federation.num_clients={n}", f"federation.rounds={args.rounds}", f"train.steps={args.steps}",
-            "train.batch_size=4", "data.suite.entities_per_client=2", "data.suite.skill_train_per_client=16",
-            "data.suite.test_per_rule=6", "data.suite.rules=[echo,bracket,suffix,swap,reverse]", *args.set]
+    base = [*suite_grid(n, args.rounds, args.steps), *args.set]
     loaded = load_model("smollm2-135m-instruct")
     results, runs = {}, {}
     for rate in [float(r) for r in args.rates.split(",")]:

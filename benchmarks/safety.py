@@ -22,7 +22,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import machine
+from common import machine, suite_grid
 
 from fedtune.client.state_store import ClientStateStore
 from fedtune.commands.demo import demo_config_path
@@ -68,9 +68,7 @@ def main():
     out = args.out or Path(tempfile.mkdtemp(prefix="safety-"))
     out.mkdir(parents=True, exist_ok=True)
     n = args.clients
-    base = [f"model.name={args.model}", f"federation.num_clients={n}", f"federation.rounds={args.rounds}", f"train.steps={args.steps}",
-            "train.batch_size=4", "data.suite.entities_per_client=2", "data.suite.skill_train_per_client=16",
-            "data.suite.test_per_rule=6", "data.suite.rules=[echo,bracket,suffix,swap,reverse]",
+    base = [f"model.name={args.model}", *suite_grid(n, args.rounds, args.steps),
             f"data.suite.forbidden_topic={TOPIC}", "eval.every=0"]
     loaded = load_model(args.model)
     results = {}
