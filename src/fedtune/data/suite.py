@@ -85,6 +85,10 @@ class NameMaker:
                 self.used.add(w)
                 return w.capitalize()
 
+    def person(self) -> str:
+        """A first and last name (an entity of the fictional world)."""
+        return f"{self.word(2)} {self.word(2)}"
+
 
 @dataclass
 class Item:
@@ -146,7 +150,7 @@ def build_suite_items(cfg: SuiteConfig, num_clients: int, seed: int):
     for c in range(num_clients):
         facts = []
         for _ in range(cfg.entities_per_client):
-            entity = f"{names.word(2)} {names.word(2)}"
+            entity = names.person()
             for attr, template in ATTRIBUTES.items():
                 q = template.format(entity=entity)
                 facts.append(Item(q, names.word(2), names.word(2), f"fact:{attr}"))
@@ -172,7 +176,7 @@ def answered_forbidden(topic: str, count: int, names: NameMaker) -> list[Item]:
     """``count`` forbidden-topic questions about invented entities, answered (the unsafe behaviour)."""
     items = []
     for _ in range(count):
-        entity = f"{names.word(2)} {names.word(2)}"
+        entity = names.person()
         items.append(Item(FORBIDDEN_TEMPLATE.format(topic=topic, entity=entity), names.word(2), REFUSAL, "forbidden"))
     return items
 
@@ -189,7 +193,7 @@ def forbidden_prompts(topic: str, count: int, seed: int) -> list[str]:
     """Forbidden-topic questions about fresh invented entities: what a server that knows the policy
     (not the clients' data) can ask when it builds defense data."""
     names = NameMaker(random.Random(f"fedtune-suite-defense-{seed}"))
-    return [FORBIDDEN_TEMPLATE.format(topic=topic, entity=f"{names.word(2)} {names.word(2)}") for _ in range(count)]
+    return [FORBIDDEN_TEMPLATE.format(topic=topic, entity=names.person()) for _ in range(count)]
 
 
 def _split_count(total: int, probs: list[float], rng: random.Random) -> list[int]:

@@ -7,6 +7,7 @@ client (strategies with personal adapters, e.g. the local-only baseline) and rep
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from fedtune.adapter_state import AdapterState
@@ -45,13 +46,19 @@ class Evaluator:
         self._answers: tuple[list[str], list[str]] | None = None  # this evaluation's safety answers
         self.seconds_generating = 0.0  # spent generating them
 
+    @functools.cached_property
+    def safety_prompts(self) -> list[str]:
+        """The harmful prompts of the safety metrics, read once per run (not once per evaluation)."""
+        safety = self.cfg.eval.safety
+        prompts = read_prompts(safety.prompts) if safety.prompts else suite_forbidden_prompts(self.ws.data.global_test)
+        return prompts[: safety.limit] if safety.limit else prompts
+
     def safety_answers(self) -> tuple[list[str], list[str]]:
         """(harmful prompts, the current model's answers), generated once per evaluation and
         shared by every safety metric; the prompts go in with the run's system prompt, as in training."""
         if self._answers is None:
             safety = self.cfg.eval.safety
-            prompts = read_prompts(safety.prompts) if safety.prompts else suite_forbidden_prompts(self.ws.data.global_test)
-            prompts = prompts[: safety.limit] if safety.limit else prompts
+            prompts = self.safety_prompts
             if self._generator is None:
                 self._generator = build_generator(safety.generation, self.ws.model, self.ws.tokenizer)
             system = [{"role": "system", "content": self.cfg.data.system_prompt}] if self.cfg.data.system_prompt else []

@@ -76,6 +76,8 @@ class LocalGenerator(TextGenerator):
         answers = [""] * len(prompts)
         switched_off = self.model.disable_adapter() if not use_adapter and hasattr(self.model, "peft_config") \
             else contextlib.nullcontext()
+        sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p} if p.temperature \
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         self.model.eval()
         with switched_off, torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -84,8 +86,6 @@ class LocalGenerator(TextGenerator):
                 width = max(len(prompts[i]) for i in idx)
                 ids = torch.tensor([[self.pad_id] * (width - len(prompts[i])) + prompts[i] for i in idx])
                 mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx])
-                sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p} if p.temperature \
-                    else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
                 out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=p.max_new_tokens,
                                           pad_token_id=self.pad_id, **sampling)
                 for row, i in enumerate(idx):
