@@ -284,3 +284,19 @@ def test_dp_sgd_run_changes_the_adapter_accounts_like_opacus_and_resumes_bit_ide
 def test_dp_sgd_refuses_objectives_without_per_example_losses():
     with pytest.raises(ConfigError, match="beta-dpo's loss is not a sum over examples"):
         load_config(None, ["privacy.sample_level={noise_multiplier: 1}", "train.objective=beta-dpo"])
+
+
+@pytest.mark.parametrize("algorithm", ["fedprox", "fedavgm", "fedadam"])
+def test_client_level_dp_wraps_every_aggregating_strategy(tmp_path, loaded, algorithm):
+    """The noisy mean is what each server rule consumes: two rounds run, ε is accounted, and the
+    adapter moved (the server rules differ, the wrapper does not)."""
+    cfg = _config(tmp_path, algorithm, **{"algorithm.name": algorithm, "federation.rounds": 2,
+                                          "privacy.client_level": {"clip_norm": 0.05, "noise_multiplier": 0.5}})
+    run_experiment(cfg, loaded=loaded, progress=False)
+    rows = _rows(cfg)
+    assert [r["privacy"]["client_level"]["epsilon"] for r in rows] == pytest.approx(
+        [epsilon(0.5, 1.0, n, 1e-5) for n in (1, 2)])
+    assert all(r["aggregation"]["privacy"]["noise_std"] == pytest.approx(0.5 * 0.05 / 3) for r in rows)
+    adapter = load_file(str(cfg.run_dir() / "adapter" / "adapter_model.safetensors"))
+    assert all(bool(torch.isfinite(t).all()) for t in adapter.values())
+    assert max(float(t.abs().max()) for k, t in adapter.items() if "lora_B" in k) > 0
