@@ -84,3 +84,16 @@ def test_dynamic_rule_under_attack_resumes_bit_identical(tmp_path, loaded):
 def test_impossible_robust_configurations_are_refused_at_load_time(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def test_a_randomized_attack_resumes_bit_identical(tmp_path, loaded):
+    """The Gaussian attack draws its noise key by key: a resumed run (whose adapter comes back
+    from the checkpoint with its keys in another order) draws the same."""
+    extra = {"federation.rounds": 3, "attack": {"method": "gaussian", "clients": [1]}}
+    _run(tmp_path, loaded, "whole", **extra)
+    cut = _config(tmp_path, "cut", **extra)
+    interrupt_in_round(cut, loaded, stop_round=2)
+    run_experiment(cut, resume=True, loaded=loaded, progress=False)
+    a = load_file(str(tmp_path / "whole" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(cut.run_dir() / "adapter" / "adapter_model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -17,8 +17,11 @@ Delta = dict[str, torch.Tensor]  # float64, same keys as the adapter
 
 
 def client_deltas(updates: list[ClientUpdate], global_adapter: AdapterState) -> list[Delta]:
-    """y_i - x for every update, the global adapter widened to float64 once for all of them."""
-    base = {k: x.double() for k, x in global_adapter.items()}
+    """y_i - x for every update, the global adapter widened to float64 once for all of them.
+    Keys come in sorted order whatever the adapter's own order (a checkpoint read back lists them
+    differently from the live model), so randomness drawn key by key over a delta — DP noise, the
+    Gaussian and Fang attacks — is the same after ``--resume``."""
+    base = {k: global_adapter[k].double() for k in sorted(global_adapter)}
     return [{k: update.adapter[k].double().sub_(x) for k, x in base.items()} for update in updates]
 
 
