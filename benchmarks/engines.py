@@ -1,17 +1,23 @@
 """One small experiment on three engines: embedded, Flower simulation (Ray), and a local
 SuperLink with one SuperNode per client (deployment engine on loopback), the last once with
-Flower's per-message ClientApp processes training and once with a resident trainer per site.
+Flower's per-message ClientApp processes training and once with a resident trainer per site;
+with --secagg, a third time with resident trainers and secure aggregation (SecAgg+,
+``privacy.secure_aggregation`` with num_shares = clients, reconstruction_threshold = 2).
 
 Usage: python benchmarks/engines.py [--model tiny-random|smollm2-135m-instruct] [--rounds 2]
-       [--clients 2] [--steps 2]
+       [--clients 2] [--steps 2] [--secagg]
 Prints, per engine, the wall time (process start to summary.json, including model loads),
-the peak resident memory summed over every process of the engine, and the largest absolute
-difference of the final adapter from the embedded engine's.
+the peak resident memory summed over every process of the engine, the largest absolute
+difference of the final adapter from the embedded engine's (for SecAgg+ this includes its
+quantization error), and, from the run's metrics.jsonl, the mean seconds_train, bytes_up and
+bytes_down per round; with --secagg also SecAgg+'s extra seconds per round and byte ratios
+against the plain resident-trainer run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -131,43 +137,78 @@ def flower(config: Path, root: Path, clients: int, simulation: bool, resident: b
         stop_all(procs)
 
 
+def per_round(run_dir: Path) -> tuple[float, float, float]:
+    """Mean seconds_train, bytes_up and bytes_down per round, from ``run_dir``'s metrics.jsonl."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "seconds_train" in r]
+    n = max(1, len(rows))
+    return tuple(sum(float(r[k]) for r in rows) / n for k in ("seconds_train", "bytes_up", "bytes_down"))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="tiny-random")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--clients", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--secagg", action="store_true",
+                   help="also run the deployment engine with resident trainers and secure aggregation (SecAgg+)")
     args = p.parse_args()
+    if args.secagg and args.clients < 2:
+        p.error("--secagg needs --clients >= 2 (SecAgg+ needs at least 2 sampled clients per round)")
     work = Path(tempfile.mkdtemp(prefix="fedtune-engines-"))
-    config = work / "engines.yaml"
-    config.write_text(yaml.safe_dump({
+    base = {
         "name": "engines", "seed": 0, "model": {"name": args.model},
         "data": {"suite": {"entities_per_client": 2, "skill_train_per_client": 16, "test_per_rule": 4},
                  "max_length": 96},
-        "federation": {"num_clients": args.clients, "rounds": args.rounds},
+        "federation": {"num_clients": args.clients, "rounds": args.rounds},  # every client every round
         "train": {"steps": args.steps, "batch_size": 4, "lr": 1e-2}, "eval": {"every": 0},
+    }
+    config = work / "engines.yaml"
+    config.write_text(yaml.safe_dump(base))
+    # the same experiment under SecAgg+ (the embedded engine refuses this section, hence a second file)
+    secure_config = work / "engines-secagg.yaml"
+    secure_config.write_text(yaml.safe_dump({
+        **base, "privacy": {"secure_aggregation": {"num_shares": args.clients, "reconstruction_threshold": 2}},
     }))
     results = {}
     per_message, resident = f"flower deployment (SuperLink + {args.clients} SuperNodes)", "  same, resident trainers"
-    for folder, name, run in [
+    secure = "  same, resident trainers + SecAgg+"
+    engines = [
         ("embedded", "embedded", lambda r: embedded(config, r)),
         ("simulation", "flower simulation (Ray)", lambda r: flower(config, r, args.clients, simulation=True)),
         ("deployment", per_message, lambda r: flower(config, r, args.clients, simulation=False)),
         ("deployment-resident", resident, lambda r: flower(config, r, args.clients, simulation=False, resident=True)),
-    ]:
+    ]
+    if args.secagg:
+        engines.append(("deployment-resident-secagg", secure,
+                        lambda r: flower(secure_config, r, args.clients, simulation=False, resident=True)))
+    for folder, name, run in engines:
         root = work / folder
         root.mkdir(parents=True, exist_ok=True)
         seconds, gib = run(root)
-        results[name] = (seconds, gib, load_file(str(root / "run" / "adapter" / "adapter_model.safetensors")))
+        results[name] = (seconds, gib, load_file(str(root / "run" / "adapter" / "adapter_model.safetensors")),
+                         per_round(root / "run"))
     ref = results["embedded"][2]
     print(f"machine: {machine()}")
     print(f"experiment: {args.model}, {args.clients} clients, {args.rounds} rounds x {args.steps} steps, FedAvg")
-    print(f"{'engine':<45} {'wall s':>7} {'peak RSS GiB':>12} {'max |Δ adapter|':>16}")
-    for name, (seconds, gib, adapter) in results.items():
+    print(f"{'engine':<45} {'wall s':>7} {'peak RSS GiB':>12} {'max |Δ adapter|':>16} "
+          f"{'train s/round':>13} {'up kB/round':>12} {'down kB/round':>13}")
+    for name, (seconds, gib, adapter, (train_s, up, down)) in results.items():
         diff = max(float((adapter[k] - ref[k]).abs().max()) for k in ref)
-        print(f"{name:<45} {seconds:>7.1f} {gib:>12.2f} {diff:>16.2e}")
+        print(f"{name:<45} {seconds:>7.1f} {gib:>12.2f} {diff:>16.2e} "
+              f"{train_s:>13.2f} {up / 1e3:>12.1f} {down / 1e3:>13.1f}")
     print(f"deployment wall time, resident trainers / per-message ClientApps: "
           f"{results[resident][0] / results[per_message][0]:.2f}x")
+    if args.secagg:
+        (plain_s, plain_up, plain_down), (sec_s, sec_up, sec_down) = results[resident][3], results[secure][3]
+
+        def ratio(a: float, b: float) -> str:
+            return f"{a / b:.2f}x" if b else "n/a"
+
+        print(f"SecAgg+ vs plain resident trainers, per round: {sec_s - plain_s:+.2f} s train, "
+              f"bytes up {ratio(sec_up, plain_up)}, bytes down {ratio(sec_down, plain_down)}, "
+              f"wall time {results[secure][0] / results[resident][0]:.2f}x")
     print(f"run directories under {work}")
 
 
