@@ -160,9 +160,12 @@ def test_a_model_trained_on_a_canary_ranks_it_first_an_untrained_one_does_not(tm
 def test_fedtune_eval_canaries_on_a_run_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("FEDTUNE_CACHE", str(tmp_path / "cache"))
     canaries = json.dumps({"clients": [0], "candidates": 100, "digits": 4})
-    cfg = load_config(None, tiny_overrides(tmp_path, **{"federation.rounds": 1, "data.canaries": canaries}))
+    cfg = load_config(None, tiny_overrides(tmp_path, **{"federation.rounds": 1, "data.canaries": canaries,
+                                                         "eval.metrics": '["exact_match", "canary_exposure"]',
+                                                         "eval.per_client": "true"}))
     run_experiment(cfg, progress=False)
     run_dir = cfg.run_dir()
+    assert 'alt="canary exposure"' in (run_dir / "report.html").read_text()  # per round, with per-client eval on
 
     result = evaluate_target(run_dir, None, False, [], canaries=True)["sets"]["global"]
     assert result["canaries"] == 1 and 0 <= result["canary_exposure"] <= math.log2(101)

@@ -91,6 +91,8 @@ def write_report(run_dir: str | Path) -> Path:
         _img(plots.attack_harm(rows), "attack harm"),
         _img(plots.safety(rows), "safety"),
         _img(plots.privacy(rows), "privacy spent"),
+        _img(plots.eval_metric(rows, "canary_exposure", "Canary exposure (bits; higher = more memorized)"),
+             "canary exposure"),
         *(_img(png, name) for name, png in plots.extra_train_metrics(rows).items()),
     ]
     per_round = [[r["round"], len(r.get("clients", [])), _fmt(r.get("train_loss")),

@@ -40,9 +40,10 @@ def eval_metric(rows: list[dict], metric: str, title: str) -> bytes | None:
     if not glob:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    clients = sorted({c for _, e in evals for c in e.get("clients", {})}, key=lambda c: int(c) if c.isdigit() else c)
+    clients = sorted({c for _, e in evals for c, m in e.get("clients", {}).items() if metric in m},
+                     key=lambda c: int(c) if c.isdigit() else c)
     for c in clients:
-        pts = [(rnd, e["clients"][c][metric]) for rnd, e in evals if c in e.get("clients", {})]
+        pts = [(rnd, e["clients"][c][metric]) for rnd, e in evals if metric in e.get("clients", {}).get(c, {})]
         ax.plot(*zip(*pts), lw=1, alpha=0.5, label=f"client {c}")
     ax.plot(*zip(*glob), marker="o", lw=2, color="black", label="global test")
     ax.set(xlabel="round", ylabel=metric.replace("_", " "), title=title)
