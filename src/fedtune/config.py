@@ -22,6 +22,7 @@ from fedtune.algorithms.aggregation import REDUCERS, AggregationConfig
 from fedtune.attacks import ATTACKS
 from fedtune.client.objectives import OBJECTIVES
 from fedtune.client.train_config import TrainConfig
+from fedtune.compression import CommunicationConfig
 from fedtune.data.config import DataConfig
 from fedtune.defenses.config import DefenseConfig
 from fedtune.eval.config import EvalConfig
@@ -74,6 +75,8 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     # Server-side defenses on the global adapter, e.g. {posthoc: {steps: 20, level: 2}}.
     defense: DefenseConfig = DefenseConfig()
+    # How client updates travel: {compress: none | fp16 | bf16 | int8 | {name: topk, ratio: 0.01}}.
+    communication: CommunicationConfig = CommunicationConfig()
     # Differential privacy and secure aggregation, e.g. {client_level: {clip_norm: 1.0, target_epsilon: 8}}.
     privacy: PrivacyConfig = PrivacyConfig()
     eval: EvalConfig = EvalConfig()
@@ -236,6 +239,22 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     if cfg.data.canaries is None and any(m.name == "canary_exposure" for m in cfg.eval.metrics or []):
         raise ConfigError(f"{source}: 'eval.metrics': canary_exposure needs data.canaries (the secrets it measures)")
     _check_privacy(cfg, source)
+    _check_compression(cfg, source)
+
+
+def _check_compression(cfg: RunConfig, source: str) -> None:
+    """Compression replaces the adapter on the wire; what needs the plain update cannot use it."""
+    codec = cfg.communication.compress.name
+    if codec == "none":
+        return
+    strategy = ALGORITHMS[cfg.algorithm.name].target
+    key = f"{source}: 'communication.compress'"
+    if strategy.pools_data or strategy.personal_adapters:
+        raise ConfigError(f"{key}: {cfg.algorithm.name} sends no updates to compress")
+    if cfg.attack is not None:
+        raise ConfigError(f"{key}: simulated attacks craft plain updates; drop `attack` or use compress: none")
+    if cfg.privacy.secure_aggregation is not None:
+        raise ConfigError(f"{key}: SecAgg+ masks the plain adapter; use compress: none with secure_aggregation")
 
 
 def _check_privacy(cfg: RunConfig, source: str) -> None:

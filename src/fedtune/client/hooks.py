@@ -25,6 +25,7 @@ class TrainingHook:
     """
 
     wants_initial_gradient = False
+    runs_last = False  # consumes the finished update (compression): after every other hook's on_round_end
 
     def on_initial_gradient(self, grads: dict[str, torch.Tensor]) -> None:
         pass
@@ -54,4 +55,4 @@ def register_hook(factory: HookFactory) -> HookFactory:
 
 def build_hooks(instruction: ClientInstruction, store: ClientStateStore) -> list[TrainingHook]:
     hooks = [factory(instruction, store) for factory in HOOK_FACTORIES]
-    return [h for h in hooks if h is not None]
+    return sorted((h for h in hooks if h is not None), key=lambda h: h.runs_last)

@@ -21,6 +21,8 @@ from fedtune.algorithms.update_checks import check_update
 from fedtune.attacks import ATTACKS, attacker_ids
 from fedtune.attacks.simulation import AttackedClients, harm
 from fedtune.client.state_store import ClientStateStore
+from fedtune.compression.transport import CODEC, decompress
+from fedtune.compression.transport import instruction_config as compression_config
 from fedtune.config import ConfigError, RunConfig
 from fedtune.defenses import PosthocDefense
 from fedtune.engine.progress import Progress
@@ -157,6 +159,8 @@ class RoundLoop:
         self.store.round = r
         lr = round_lr(cfg, r)
         instructions = self.strategy.configure_round(r, sample_clients(cfg, r), lr, cfg.train.steps, global_adapter)
+        for ins in instructions:  # how the clients compress what they send (communication.compress)
+            ins.config.update(compression_config(cfg.communication.compress, cfg.seed))
         clients = [ins.client_id for ins in instructions]
         work = [(ins, self._start_adapter(ins, global_adapter)) for ins in instructions]
 
@@ -165,7 +169,9 @@ class RoundLoop:
         rejected = dict(replies.rejected)
         updates = []
         for ins, update in replies.updates:
-            reason = check_update(update, global_adapter)
+            compressed = CODEC in ins.config
+            reason = decompress(ins, update, global_adapter) if compressed else None
+            reason = reason or check_update(update, global_adapter)
             if reason:
                 who = replies.senders.get(ins.client_id)
                 log.warning("round %d: rejected update of client %d%s: %s", r, ins.client_id,
