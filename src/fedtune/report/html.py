@@ -121,10 +121,13 @@ def write_comparison_report(out_path: str | Path, runs: dict[str, Path], title: 
     """One page comparing the final global exact match of several runs (plus ``extra`` entries
     that have an eval dict but no run directory, such as the base model)."""
     entries: dict[str, dict] = dict(extra or {})
+    sent: dict[str, float] = {}  # label -> MB sent over the run
     for label, run_dir in runs.items():
         summary_path = Path(run_dir) / "summary.json"
         if summary_path.exists():
-            entries[label] = (json.loads(summary_path.read_text()).get("final") or {})
+            summary = json.loads(summary_path.read_text())
+            entries[label] = summary.get("final") or {}
+            sent[label] = summary.get("bytes_total", 0) / 1e6
     labels = list(entries)
     values = [100 * (entries[k].get("global") or {}).get("exact_match", 0.0) for k in labels]
     rows = [[k, f"{v:.1f}", _fmt((entries[k].get("global") or {}).get("loss", ""))] for k, v in zip(labels, values)]
@@ -136,6 +139,8 @@ def write_comparison_report(out_path: str | Path, runs: dict[str, Path], title: 
 <style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>
 {_img(plots.comparison_bar(labels, values, "Exact match on the global test set"), "comparison")}
 {_img(plots.accuracy_curves(curves, "Exact match per round"), "accuracy per round")}
+{_img(plots.bytes_tradeoff({k: (mb, values[labels.index(k)]) for k, mb in sent.items()},
+                           "Exact match against bytes sent"), "exact match against bytes")}
 {_table(["model", "exact match %", "test loss"], rows)}<h2>Runs</h2><ul>{links}</ul></body></html>"""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -154,6 +154,19 @@ def accuracy_curves(curves: dict[str, list[tuple[int, float]]], title: str) -> b
     return _png(fig)
 
 
+def bytes_tradeoff(points: dict[str, tuple[float, float]], title: str) -> bytes | None:
+    """Exact match against MB sent over the run, one point per run; None unless the runs differ
+    in what they sent (a comparison of compression schemes, of budgets, ...)."""
+    if len({mb for mb, _ in points.values()}) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, (label, (mb, em)) in enumerate(points.items()):
+        ax.scatter([mb], [em], color=f"C{i % 10}")
+        ax.annotate(label, (mb, em), fontsize=7, rotation=20)
+    ax.set(xscale="log", xlabel="MB sent over the run (log)", ylabel="exact match %", title=title)
+    return _png(fig)
+
+
 def comparison_bar(labels: list[str], values: list[float], title: str, ylabel: str = "exact match %") -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     bars = ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
