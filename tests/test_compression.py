@@ -13,7 +13,12 @@ from safetensors.torch import load_file
 
 from fedtune.client.state_store import ClientStateStore
 from fedtune.compression import CODECS
-from fedtune.compression.transport import COMPRESSED, Compressing, decompress, instruction_config
+from fedtune.compression.transport import (
+    COMPRESSED,
+    Compressing,
+    decompress,
+    instruction_config,
+)
 from fedtune.config import ConfigError, load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.models.loader import LoadedModel
