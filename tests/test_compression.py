@@ -94,6 +94,18 @@ def test_a_compressed_update_crosses_the_flower_wire_and_a_broken_one_is_rejecte
     broken = ClientUpdate(0, {}, 5, {}, {COMPRESSED: {"a.lora_A": payload["a.lora_A"]}})
     assert "does not decode" in decompress(ins, broken, start)
 
+    # and the download: the instruction carries the int8 global adapter, the node decodes it
+    from fedtune.compression.transport import compress_download, received_start
+    from fedtune.flower.wire import decode_instruction, encode_instruction
+
+    cfg = load_config(None, ["model.name=tiny-random", "communication.download=int8"])
+    down = ClientInstruction(client_id=0, round=0, lr=0.1, steps=1)
+    weights = {k: t + 1.0 for k, t in delta.items()}
+    job = decode_instruction(encode_instruction(down, compress_download(cfg.communication.download, 0, down, weights), cfg))
+    got = received_start(job.instruction, job.start)
+    assert got.keys() == weights.keys() and all(float((got[k] - w).abs().max()) <= float(w.abs().max()) / 127
+                                                for k, w in weights.items())
+
 
 @pytest.fixture()
 def loaded(tiny):
@@ -131,9 +143,33 @@ def test_compressed_runs_send_fewer_bytes_and_topk_resumes_bit_identical(tmp_pat
 
 @pytest.mark.parametrize("overrides,message", [
     (["communication.compress=int8", "attack={method: sign_flip, clients: [0]}"], "simulated attacks craft plain updates"),
-    (["communication.compress=int8", "algorithm=local"], "sends no updates to compress"),
+    (["communication.compress=int8", "algorithm=local"], "sends no adapters to compress"),
+    (["communication.download=int8", "privacy.secure_aggregation.num_shares=3"], "SecAgg\\+ carries the plain adapter"),
+    (["communication.download={name: topk}"], "top-k sparsifies deltas"),
     (["communication.compress={name: topk, ratio: 2}"], "ratio"),
 ])
 def test_compression_refuses_what_needs_plain_updates(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def test_a_compressed_download_is_what_the_clients_start_from(tmp_path, loaded):
+    """int8 both ways: the bytes down are a quarter, and the run trains (clients start from the
+    decoded global adapter; the server adds their deltas to its exact one)."""
+    plain = _config(tmp_path, "plain")
+    run_experiment(plain, loaded=loaded, progress=False)
+    cfg = _config(tmp_path, "both", **{"communication.compress": "int8", "communication.download": "int8"})
+    run_experiment(cfg, loaded=loaded, progress=False)
+    rows = [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(line) for line in (plain.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["bytes_down"] for r in rows) == pytest.approx(0.25 * sum(r["bytes_down"] for r in ref), rel=0.01)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"] + 0.5 and rows[-1]["train_loss"] == pytest.approx(
+        ref[-1]["train_loss"], rel=0.05)  # quantization noise, not a different run
+
+    start = {"w": torch.randn(4, 8, generator=torch.Generator().manual_seed(1))}
+    ins = ClientInstruction(client_id=0, round=0, lr=0.1, steps=1)
+    from fedtune.compression.transport import compress_download, received_start
+
+    sent = compress_download(CODECS.config("int8"), 0, ins, start)
+    got = received_start(ins, sent)
+    assert sent == {} and float((got["w"] - start["w"]).abs().max()) < float(start["w"].abs().max()) / 127

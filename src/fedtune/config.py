@@ -244,17 +244,18 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
 
 def _check_compression(cfg: RunConfig, source: str) -> None:
     """Compression replaces the adapter on the wire; what needs the plain update cannot use it."""
-    codec = cfg.communication.compress.name
-    if codec == "none":
-        return
     strategy = ALGORITHMS[cfg.algorithm.name].target
-    key = f"{source}: 'communication.compress'"
-    if strategy.pools_data or strategy.personal_adapters:
-        raise ConfigError(f"{key}: {cfg.algorithm.name} sends no updates to compress")
-    if cfg.attack is not None:
-        raise ConfigError(f"{key}: simulated attacks craft plain updates; drop `attack` or use compress: none")
-    if cfg.privacy.secure_aggregation is not None:
-        raise ConfigError(f"{key}: SecAgg+ masks the plain adapter; use compress: none with secure_aggregation")
+    for direction in ("compress", "download"):
+        if getattr(cfg.communication, direction).name == "none":
+            continue
+        key = f"{source}: 'communication.{direction}'"
+        if strategy.pools_data or strategy.personal_adapters:
+            raise ConfigError(f"{key}: {cfg.algorithm.name} sends no adapters to compress")
+        if cfg.privacy.secure_aggregation is not None:
+            raise ConfigError(f"{key}: SecAgg+ carries the plain adapter; use none with secure_aggregation")
+    if cfg.communication.compress.name != "none" and cfg.attack is not None:
+        raise ConfigError(f"{source}: 'communication.compress': simulated attacks craft plain updates; "
+                          "drop `attack` or use compress: none")
 
 
 def _check_privacy(cfg: RunConfig, source: str) -> None:

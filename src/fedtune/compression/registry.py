@@ -11,6 +11,7 @@ decodes before any check or reducer, so compression composes with every algorith
 from __future__ import annotations
 
 import torch
+from pydantic import field_validator
 
 from fedtune.schema import Registry, Section
 
@@ -40,3 +41,12 @@ class Codec:
 class CommunicationConfig(Section):
     # none | fp16 | bf16 | int8 | topk, with the codec's parameters, e.g. {name: topk, ratio: 0.01}
     compress: CODECS.choice(default="none") = "none"
+    # the global adapter sent to each client: none | fp16 | bf16 | int8 (weights, not a delta: no top-k)
+    download: CODECS.choice(default="none") = "none"
+
+    @field_validator("download")
+    @classmethod
+    def _dense(cls, v):
+        if v.name == "topk":
+            raise ValueError("top-k sparsifies deltas; the download is the adapter itself (use fp16, bf16 or int8)")
+        return v

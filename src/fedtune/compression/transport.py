@@ -1,4 +1,5 @@
-"""Compressed updates between a client and the server.
+"""Compressed updates between a client and the server (and, optionally, the global adapter on
+its way down).
 
 Client (a training hook, so both engines run the same code): at the end of local training the
 delta y − x (plus, for error-feedback codecs, the residual the client kept) is encoded; the
@@ -25,6 +26,7 @@ from fedtune.protocol import ClientInstruction, ClientUpdate
 
 CODEC = "compress"  # instruction config: the codec's parameters (JSON) and the run seed
 COMPRESSED = "compressed"  # update tensors: the payload
+DOWNLOAD = "download"  # instruction config: the download codec (JSON); instruction tensors: the payload
 RESIDUAL = "compression_residual"  # ClientStateStore name: error feedback's unsent rest
 
 
@@ -41,8 +43,8 @@ def _codec(spec: str):
     return CODECS[params.name].target(params), cfg["seed"]
 
 
-def _generator(seed: int, ins: ClientInstruction) -> torch.Generator:
-    return torch.Generator().manual_seed(round_rng(seed, ins.round, ins.client_id, "compress").getrandbits(63))
+def _generator(seed: int, ins: ClientInstruction, purpose: str = "compress") -> torch.Generator:
+    return torch.Generator().manual_seed(round_rng(seed, ins.round, ins.client_id, purpose).getrandbits(63))
 
 
 class Compressing(TrainingHook):
@@ -72,6 +74,28 @@ class Compressing(TrainingHook):
 @register_hook
 def _compressing(instruction, store):
     return Compressing(instruction, store) if CODEC in instruction.config else None
+
+
+def compress_download(params, seed: int, instruction: ClientInstruction, start: AdapterState) -> AdapterState:
+    """Server side: put the encoded start adapter in the instruction's tensors (what travels) and
+    return the empty start that goes with it; ``start`` unchanged for ``none``."""
+    if params.name == "none":
+        return start
+    codec = CODECS[params.name].target(params)
+    instruction.config[DOWNLOAD] = json.dumps({"codec": params.model_dump(mode="json"), "seed": seed})
+    instruction.tensors[DOWNLOAD] = codec.encode({k: t.float() for k, t in start.items()},
+                                                 _generator(seed, instruction, "download"))
+    return {}
+
+
+def received_start(instruction: ClientInstruction, start: AdapterState) -> AdapterState:
+    """Client side: the start adapter as the client received it — decoded from the download
+    payload (float32; lossy for int8 and half precision), or ``start`` itself without one."""
+    if DOWNLOAD not in instruction.config:
+        return start
+    codec, _ = _codec(instruction.config[DOWNLOAD])
+    payload = instruction.tensors.pop(DOWNLOAD)
+    return codec.decode(payload, {k: t for k, t in payload.items() if "/" not in k})  # dense codecs keep the keys
 
 
 def decompress(instruction: ClientInstruction, update: ClientUpdate, start: AdapterState) -> str | None:

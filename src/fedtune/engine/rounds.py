@@ -21,7 +21,7 @@ from fedtune.algorithms.update_checks import check_update
 from fedtune.attacks import ATTACKS, attacker_ids
 from fedtune.attacks.simulation import AttackedClients, harm
 from fedtune.client.state_store import ClientStateStore
-from fedtune.compression.transport import CODEC, decompress
+from fedtune.compression.transport import CODEC, compress_download, decompress
 from fedtune.compression.transport import instruction_config as compression_config
 from fedtune.config import ConfigError, RunConfig
 from fedtune.defenses import PosthocDefense
@@ -162,7 +162,8 @@ class RoundLoop:
         for ins in instructions:  # how the clients compress what they send (communication.compress)
             ins.config.update(compression_config(cfg.communication.compress, cfg.seed))
         clients = [ins.client_id for ins in instructions]
-        work = [(ins, self._start_adapter(ins, global_adapter)) for ins in instructions]
+        work = [(ins, compress_download(cfg.communication.download, cfg.seed, ins, self._start_adapter(ins, global_adapter)))
+                for ins in instructions]
 
         replies = self.executor.execute(r, work)
         self._require_replies(r, instructions, replies)

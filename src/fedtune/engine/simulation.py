@@ -11,6 +11,7 @@ from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
+from fedtune.compression.transport import received_start
 from fedtune.config import RunConfig
 from fedtune.data.tokenize import pool
 from fedtune.engine.progress import Progress
@@ -35,7 +36,7 @@ class EmbeddedClients:
         for ins, start in work:
             replies.bytes_down += ops.num_bytes(start) + sum(ops.num_bytes(t) for t in ins.tensors.values())
             self.progress.start_client(ins.client_id, ins.steps)
-            update = self.trainer.train(ins, start, self.local_data[ins.client_id])
+            update = self.trainer.train(ins, received_start(ins, start), self.local_data[ins.client_id])
             replies.bytes_up += ops.num_bytes(update.adapter) + sum(ops.num_bytes(t) for t in update.tensors.values())
             replies.updates.append((ins, update))
         return replies

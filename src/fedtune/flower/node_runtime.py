@@ -16,6 +16,7 @@ import re
 
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
+from fedtune.compression.transport import received_start
 from fedtune.config import RunConfig
 from fedtune.flower.node_config import NodeConfigError, NodeSettings
 from fedtune.flower.node_data import local_data
@@ -88,5 +89,5 @@ def train(job: TrainJob, node: NodeSettings, flower_run_id: int) -> ClientUpdate
         raise NodeConfigError("train.objective.reference=start, but the server sent no reference adapter")
     trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed, reference=job.reference,
                            privacy=sample_level_privacy(cfg))
-    return trainer.train(ins, job.start, data)
+    return trainer.train(ins, received_start(ins, job.start), data)
 
