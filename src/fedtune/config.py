@@ -28,6 +28,7 @@ from fedtune.defenses.config import DefenseConfig
 from fedtune.eval.config import EvalConfig
 from fedtune.models.config import ModelConfig
 from fedtune.privacy import PrivacyConfig
+from fedtune.quality import QualityConfig
 from fedtune.schema import CHOICE_ERROR, TAGS, ConfigError, Registry, Section
 
 __all__ = ["ConfigError", "RunConfig", "load_config", "from_dict", "dump_config", "Section"]
@@ -77,6 +78,8 @@ class RunConfig(Section):
     defense: DefenseConfig = DefenseConfig()
     # How client updates travel: {compress: none | fp16 | bf16 | int8 | {name: topk, ratio: 0.01}}.
     communication: CommunicationConfig = CommunicationConfig()
+    # Data-quality control on each client, e.g. {score: ira, select_rate: 0.5, order: easy_to_hard, stages: 3}.
+    quality: QualityConfig | None = None
     # Differential privacy and secure aggregation, e.g. {client_level: {clip_norm: 1.0, target_epsilon: 8}}.
     privacy: PrivacyConfig = PrivacyConfig()
     eval: EvalConfig = EvalConfig()
@@ -265,6 +268,9 @@ def _check_privacy(cfg: RunConfig, source: str) -> None:
     if cfg.privacy.sample_level is not None and not objective.per_example:
         raise ConfigError(f"{source}: 'privacy.sample_level': {objective.name}'s loss is not a sum over examples, "
                           "so DP-SGD has no per-example gradient to clip (use sft or dpo)")
+    if cfg.privacy.sample_level is not None and cfg.quality is not None:
+        raise ConfigError(f"{source}: 'quality': choosing examples by their scores is a data-dependent step "
+                          "DP-SGD's guarantee does not cover; drop quality or privacy.sample_level")
     dp = cfg.privacy.client_level
     if dp is None:
         return

@@ -29,6 +29,7 @@ from fedtune.protocol import ClientInstruction, ClientUpdate
 
 if TYPE_CHECKING:  # built by the engine from privacy.sample_level (the privacy package uses this one)
     from fedtune.privacy.dp_sgd import DPSGDRound, SampleLevelPrivacy
+    from fedtune.quality.feddqc import DataQuality
 
 OPTIMIZER_STATE = "optimizer"
 
@@ -50,9 +51,11 @@ class LocalTrainer:
     frozen adapter state such as the SFT stage's result."""
 
     def __init__(self, model, tokenizer, cfg: TrainConfig, store: ClientStateStore, seed: int = 0,
-                 reference: AdapterState | None = None, privacy: "SampleLevelPrivacy | None" = None):
+                 reference: AdapterState | None = None, privacy: "SampleLevelPrivacy | None" = None,
+                 quality: "DataQuality | None" = None):
         self.model, self.tokenizer, self.cfg, self.store, self.seed = model, tokenizer, cfg, store, seed
         self.privacy = privacy  # DP-SGD settings, or None
+        self.quality = quality  # data-quality control (FedDQC), or None
         self.bf16 = use_bf16(cfg.bf16)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.objective = OBJECTIVES[cfg.objective.name].target(cfg.objective, reference)
@@ -73,13 +76,16 @@ class LocalTrainer:
             hook.on_round_start(params, instruction)
 
         rng = round_rng(self.seed, instruction.round, instruction.client_id, "batches")
+        pool, quality_metrics = list(range(data.num_examples)), {}
+        if self.quality is not None:  # FedDQC: the examples this round may use, scored by the global model
+            pool, quality_metrics = self.quality.pool(self, instruction.client_id, instruction.round, data.tokens)
         if self.privacy is not None:  # DP-SGD: Poisson-sampled steps (or its shuffle alternative)
             steps = self.privacy.batches(data.num_examples, instruction.steps, rng)
-            picked = [i for step in steps for i in step]
         else:
             per_step = cfg.batch_size * cfg.grad_accum
-            picked = draw_indices(data.num_examples, per_step * instruction.steps, rng)
-            steps = [picked[s * per_step : (s + 1) * per_step] for s in range(instruction.steps)]
+            drawn = draw_indices(len(pool), per_step * instruction.steps, rng)
+            steps = [[pool[i] for i in drawn[s * per_step : (s + 1) * per_step]] for s in range(instruction.steps)]
+        picked = [i for step in steps for i in step]
         lengths = self.objective.lengths(data.tokens)
         self.client_id = instruction.client_id
         self.round_seed = hash((self.seed, instruction.round, instruction.client_id)) & 0xFFFFFFFF
@@ -132,6 +138,7 @@ class LocalTrainer:
                 "seconds_compute": compute_seconds,  # forward/backward/step only: no adapter swaps
                 **self.objective.round_metrics(),
                 **dp_metrics,
+                **quality_metrics,
             },
         )
         for hook in hooks:

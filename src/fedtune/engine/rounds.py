@@ -274,6 +274,11 @@ class RoundLoop:
             "data": self.ws.data_report,
             "adapter": "adapter/",
         }
+        quality = {c: {k: v for k, v in m.items() if k.startswith("quality_")}
+                   for r in rows for c, m in r.get("train", {}).items() if "quality_kept" in m}
+        if quality:  # each client's filter and its last band (data_report.json too)
+            summary["data"] = {**summary["data"], "quality": quality}
+            self.run_dir.write_json("data_report.json", summary["data"])
         if any("privacy" in r for r in rows):
             summary["privacy"] = _privacy_summary(rows)
         if self.stopped:

@@ -20,6 +20,7 @@ from fedtune.engine.run_dir import RunDir
 from fedtune.engine.workspace import Workspace
 from fedtune.privacy.dp_sgd import sample_level_privacy
 from fedtune.protocol import ClientInstruction
+from fedtune.quality.feddqc import data_quality
 
 
 class EmbeddedClients:
@@ -49,7 +50,8 @@ class Simulation(RoundLoop):
         progress = progress or Progress(enabled=False)
         store = ClientStateStore(run_dir.clients)
         self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
-                                    reference=ws.dpo_reference(cfg.train), privacy=sample_level_privacy(cfg))
+                                    reference=ws.dpo_reference(cfg.train), privacy=sample_level_privacy(cfg),
+                                    quality=data_quality(cfg))
         clients = EmbeddedClients(self.trainer, [], progress)
         super().__init__(cfg, ws, run_dir, clients, progress=progress, store=store)
         if self.strategy.pools_data:  # one client (id 0) holding every client's data

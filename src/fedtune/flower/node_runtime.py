@@ -25,6 +25,7 @@ from fedtune.models.adapters import attach_adapter
 from fedtune.models.loader import LoadedModel
 from fedtune.privacy.dp_sgd import sample_level_privacy
 from fedtune.protocol import ClientUpdate
+from fedtune.quality.feddqc import data_quality
 
 log = logging.getLogger("fedtune")
 _MODELS: dict[str, LoadedModel] = {}  # model config -> the LoRA model and its tokenizer (the latest only)
@@ -88,6 +89,6 @@ def train(job: TrainJob, node: NodeSettings, flower_run_id: int) -> ClientUpdate
     if cfg.train.reference == "start" and job.reference is None:
         raise NodeConfigError("train.objective.reference=start, but the server sent no reference adapter")
     trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed, reference=job.reference,
-                           privacy=sample_level_privacy(cfg))
+                           privacy=sample_level_privacy(cfg), quality=data_quality(cfg))
     return trainer.train(ins, received_start(ins, job.start), data)
 

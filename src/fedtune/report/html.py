@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 
+from fedtune.client.state_store import ClientStateStore
 from fedtune.data.federated import step_totals
+from fedtune.quality.feddqc import SCORES
 from fedtune.report import plots
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
@@ -40,6 +43,20 @@ def _read_rows(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _quality_scores(run_dir: Path) -> dict[str, list[float]]:
+    """Each client's latest quality scores from its state store, where the run directory holds the
+    stores (the embedded engine; Flower nodes keep theirs at the sites)."""
+    root = run_dir / "clients"
+    store = ClientStateStore(root)
+    store.round = 1 << 30  # the latest version of each
+    out = {}
+    for d in sorted(root.glob("client_*")):
+        saved = store.get(int(d.name.split("_")[1]), SCORES)
+        if saved is not None:
+            out[str(int(d.name.split("_")[1]))] = [s for s in saved["scores"].tolist() if math.isfinite(s)]
+    return out
 
 
 def _summary_rows(summary: dict) -> list[list]:
@@ -91,6 +108,7 @@ def write_report(run_dir: str | Path) -> Path:
         _img(plots.attack_harm(rows), "attack harm"),
         _img(plots.safety(rows), "safety"),
         _img(plots.privacy(rows), "privacy spent"),
+        _img(plots.quality_scores(_quality_scores(run_dir)), "quality scores"),
         _img(plots.eval_metric(rows, "canary_exposure", "Canary exposure (bits; higher = more memorized)"),
              "canary exposure"),
         *(_img(png, name) for name, png in plots.extra_train_metrics(rows).items()),

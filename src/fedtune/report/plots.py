@@ -140,6 +140,19 @@ def privacy(rows: list[dict]) -> bytes | None:
     return _png(fig)
 
 
+def quality_scores(scores: dict[str, list[float]]) -> bytes | None:
+    """Histogram of each client's latest data-quality scores (FedDQC's IRA, or a baseline's)."""
+    scores = {c: s for c, s in scores.items() if s}
+    if not scores:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for i, (client, values) in enumerate(list(scores.items())[:10]):
+        ax.hist(values, bins=20, histtype="step", color=f"C{i}", label=f"client {client}")
+    ax.set(xlabel="score (higher: kept first)", ylabel="examples", title="Data-quality scores per client")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def accuracy_curves(curves: dict[str, list[tuple[int, float]]], title: str) -> bytes | None:
     """Global exact match per round, one line per run (a comparison of runs)."""
     curves = {k: v for k, v in curves.items() if v}
