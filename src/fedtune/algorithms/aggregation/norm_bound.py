@@ -23,7 +23,9 @@ class NormBound(Reducer):
 
     def reduce(self, deltas, weights, round):
         tau = self.params.tau
-        scales = [min(1.0, tau / n) if n > 0 else 1.0 for n in norms(deltas)]
+        sizes = norms(deltas)
+        scales = [min(1.0, tau / n) if n > 0 else 1.0 for n in sizes]
         clipped = [{k: s * t for k, t in d.items()} for d, s in zip(deltas, scales)]
+        # the norms, for choosing τ from what the clients send
         return Reduction(weighted_sum(clipped, weights), kept=list(range(len(deltas))),
-                         notes={"clipped": sum(s < 1.0 for s in scales)})
+                         notes={"clipped": sum(s < 1.0 for s in scales), "norms": [round(n, 4) for n in sizes]})
