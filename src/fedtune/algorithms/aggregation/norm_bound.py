@@ -28,4 +28,4 @@ class NormBound(Reducer):
         clipped = [{k: s * t for k, t in d.items()} for d, s in zip(deltas, scales)]
         # the norms, for choosing τ from what the clients send
         return Reduction(weighted_sum(clipped, weights), kept=list(range(len(deltas))),
-                         notes={"clipped": sum(s < 1.0 for s in scales), "norms": [round(n, 4) for n in sizes]})
+                         notes={"clipped": sum(s < 1.0 for s in scales), "norms": sizes})
