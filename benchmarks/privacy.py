@@ -4,7 +4,7 @@ DP-SGD's throughput cost against the same local loop without DP, measured in the
 
 Usage: python benchmarks/privacy.py [--model smollm2-135m-instruct] [--clients 4] [--rounds 3]
            [--steps 4] [--epsilons inf,8,4,1] [--modes client_fixed,client_adaptive,sample]
-           [--clip 2.0] [--candidates 200] [--no-baseline] [--part all|runs|throughput] [--out DIR]
+           [--clip 10] [--candidates 200] [--lr 3e-3] [--no-baseline] [--part all|runs|throughput] [--out DIR]
 
 Every run: the same seed and data, with canaries planted in clients 0 and 1 (one secret each,
 10 copies); ε is the framework's own calibration (``target_epsilon`` over the run's rounds or
@@ -82,8 +82,9 @@ def main():
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--epsilons", default="inf,8,4,1")
     p.add_argument("--modes", default="client_fixed,client_adaptive,sample")
-    p.add_argument("--clip", type=float, default=2.0, help="client-level clipping norm C (initial C if adaptive)")
+    p.add_argument("--clip", type=float, default=10.0, help="client-level clipping norm C (initial C if adaptive)")
     p.add_argument("--candidates", type=int, default=200)
+    p.add_argument("--lr", type=float, default=3e-3, help="local learning rate (DP-SGD's noise may want a lower one)")
     p.add_argument("--no-baseline", action="store_true", help="skip the run without DP")
     p.add_argument("--part", choices=["all", "runs", "throughput"], default="all",
                    help="the ε table, the throughput table, or both (time the throughput alone on the machine)")
@@ -91,7 +92,7 @@ def main():
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="privacy-"))
     base = [f"model.name={args.model}", *suite_grid(args.clients, args.rounds, args.steps, "echo,bracket,suffix,swap"),
-            "train.lr=3e-3", "eval.every=0", "eval.metrics=[exact_match, canary_exposure]",
+            f"train.lr={args.lr}", "eval.every=0", "eval.metrics=[exact_match, canary_exposure]",
             f"data.canaries={json.dumps({'clients': [0, 1], 'repeats': 10, 'candidates': args.candidates})}"]
     loaded = load_model(args.model)
     if args.part != "throughput":
