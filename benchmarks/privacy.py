@@ -47,13 +47,16 @@ def privacy_setting(mode: str, eps: float, clip: float) -> dict:
     return {"sample_level": {"clip_norm": 1.0, **budget}}
 
 
-def spent(summary: dict) -> tuple[float | None, float | None]:
-    """(ε, noise multiplier) the run reports: client-level, or the worst client's DP-SGD ε."""
+def spent(summary: dict, run_dir: Path) -> tuple[float | None, str | None]:
+    """(ε, noise multiplier) the run reports: client-level, or the worst client's DP-SGD ε with the
+    range of the clients' own calibrated z."""
     p = summary.get("privacy", {})
     if "client_level" in p:
-        return p["client_level"]["epsilon"], p["client_level"]["noise_multiplier"]
+        return p["client_level"]["epsilon"], f"{p['client_level']['noise_multiplier']:.2f}"
     if "sample_level" in p:
-        return p["sample_level"]["epsilon_max"], None
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        zs = [m["dp_noise_multiplier"] for r in rows for m in r["train"].values() if "dp_noise_multiplier" in m]
+        return p["sample_level"]["epsilon_max"], f"{min(zs):.2f}–{max(zs):.2f}"
     return None, None
 
 
@@ -123,7 +126,7 @@ def privacy_table(args, base: list[str], loaded, out: Path) -> None:
             print(f"{label}: {e}", flush=True)
             continue
         g = s["final"]["global"]
-        eps, z = spent(s)
+        eps, z = spent(s, run_dir)
         results[label] = {"exact_match": 100 * g["exact_match"], "exposure": g["canary_exposure"],
                           "exposure_max": g["canary_exposure_max"], "extracted": g["canary_extracted"],
                           "epsilon": eps, "noise_multiplier": z, "seconds": time.perf_counter() - started}
@@ -138,7 +141,7 @@ def privacy_table(args, base: list[str], loaded, out: Path) -> None:
             print(f"| {label} | — | — | not run: {r['error']} | | | |")
             continue
         eps = "∞" if r["epsilon"] is None or math.isinf(r["epsilon"]) else f"{r['epsilon']:.2f}"
-        z = "—" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:.2f}"
+        z = r["noise_multiplier"] or "—"
         print(f"| {label} | {eps} | {z} | {r['exact_match']:.1f} | {r['exposure']:.2f} / {r['exposure_max']:.2f} | "
               f"{r['extracted']} / 2 | {r['seconds']:.0f} |")
 
