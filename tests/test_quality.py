@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from fedtune.config import ConfigError, load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.engine.workspace import build_workspace
-from fedtune.models.logprobs import IGNORE
 from fedtune.models.loader import LoadedModel
+from fedtune.models.logprobs import IGNORE
 from fedtune.quality.config import QualityConfig
 from fedtune.quality.feddqc import band, kept, stage_of
 from fedtune.quality.scores import losses, quality_scores
