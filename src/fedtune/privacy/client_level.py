@@ -27,7 +27,7 @@ from functools import lru_cache
 import torch
 
 from fedtune.algorithms.aggregation.delta import Delta
-from fedtune.algorithms.aggregation.geometry import norms
+from fedtune.algorithms.aggregation.geometry import clip_to_norm, norms
 from fedtune.client.batching import round_rng
 from fedtune.privacy.accountant import calibrate, epsilon
 from fedtune.privacy.config import ClientLevelDP
@@ -78,12 +78,6 @@ def update_noise_multiplier(dp: ClientLevelDP, z: float, m: int) -> float:
     return (z ** -2 - (2 * sigma_b) ** -2) ** -0.5
 
 
-def clip(delta: Delta, norm: float, bound: float) -> Delta:
-    """Δ · min(1, C/‖Δ‖)."""
-    scale = min(1.0, bound / norm) if norm > 0 else 1.0
-    return {k: t * scale for k, t in delta.items()} if scale < 1.0 else delta
-
-
 class ClientLevelPrivacy:
     """The wrapper's state (the current clipping norm C) and its two steps: ``clip`` the deltas,
     ``privatize`` their mean; ``epsilon(n)`` accounts n rounds. Noise comes from a generator seeded
@@ -108,7 +102,7 @@ class ClientLevelPrivacy:
             self._unclipped = [float(u.metrics.get(UNCLIPPED, 1.0)) for u in updates]
         else:
             self._unclipped = [1.0 if n <= self.clip_norm else 0.0 for n in sizes]
-        return [clip(d, n, self.clip_norm) for d, n in zip(deltas, sizes)]
+        return [clip_to_norm(d, n, self.clip_norm) for d, n in zip(deltas, sizes)]
 
     def privatize(self, mean: Delta, m: int, round: int) -> Delta:
         """The mean of m clipped deltas plus N(0, (z_Δ·C/m)²) per coordinate; then the adaptive C step."""

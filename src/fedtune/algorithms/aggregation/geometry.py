@@ -43,6 +43,12 @@ def norms(deltas: list[Delta]) -> list[float]:
     return [float(sum(float((t * t).sum()) for t in d.values()) ** 0.5) for d in deltas]
 
 
+def clip_to_norm(delta: Delta, norm: float, bound: float) -> Delta:
+    """Δ · min(1, bound/‖Δ‖), given ‖Δ‖ = ``norm`` (norm bounding, DP-FedAvg's clipping)."""
+    scale = min(1.0, bound / norm) if norm > 0 else 1.0
+    return {k: t * scale for k, t in delta.items()} if scale < 1.0 else delta
+
+
 def weighted_sum(deltas: list[Delta], weights: list[float]) -> Delta:
     """Σ_i w_i d_i (with weights that sum to one, the weighted mean)."""
     out = {}

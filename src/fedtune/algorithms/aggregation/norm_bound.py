@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from fedtune.algorithms.aggregation.geometry import norms, weighted_sum
+from fedtune.algorithms.aggregation.geometry import clip_to_norm, norms, weighted_sum
 from fedtune.algorithms.aggregation.registry import REDUCERS, Reducer, Reduction
 from fedtune.schema import Section
 
@@ -24,8 +24,7 @@ class NormBound(Reducer):
     def reduce(self, deltas, weights, round):
         tau = self.params.tau
         sizes = norms(deltas)
-        scales = [min(1.0, tau / n) if n > 0 else 1.0 for n in sizes]
-        clipped = [{k: s * t for k, t in d.items()} for d, s in zip(deltas, scales)]
+        clipped = [clip_to_norm(d, n, tau) for d, n in zip(deltas, sizes)]
         # the norms, for choosing τ from what the clients send
         return Reduction(weighted_sum(clipped, weights), kept=list(range(len(deltas))),
-                         notes={"clipped": sum(s < 1.0 for s in scales), "norms": sizes})
+                         notes={"clipped": sum(n > tau for n in sizes), "norms": sizes})
