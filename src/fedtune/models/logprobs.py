@@ -54,6 +54,17 @@ def response_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.zeros(batch["input_ids"].shape[0], dtype=token_logps.dtype).index_add(0, rows, token_logps)
 
 
+@torch.no_grad()
+def mean_response_ce(model, ids: list[list[int]], labels: list[list[int]], pad_id: int, batch_size: int) -> list[float]:
+    """Per sequence, the mean cross-entropy of its label tokens (IFD's and IRA's losses), in batches."""
+    out = []
+    for s in range(0, len(ids), batch_size):
+        batch = collate(ids[s:s + batch_size], labels[s:s + batch_size], pad_id)
+        counts = (batch["labels"][:, 1:] != IGNORE).sum(1).clamp(min=1)
+        out += (-response_logps(model, batch) / counts).tolist()
+    return out
+
+
 def pair_batch(tokens, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Chosen rows then rejected rows, one forward pass for both."""
     ids = [tokens.chosen.input_ids[i] for i in idx] + [tokens.rejected.input_ids[i] for i in idx]

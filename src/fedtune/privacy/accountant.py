@@ -9,6 +9,7 @@ about the accountant needs saving. Opacus is the optional ``privacy`` extra.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from fedtune.schema import ConfigError
 
@@ -35,9 +36,11 @@ def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: floa
     return float(eps)
 
 
+@lru_cache(maxsize=256)
 def calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
     """The smallest noise multiplier (to Opacus' tolerance 0.01 in ε) that keeps ``steps``
-    releases within ``target_epsilon`` (Opacus' binary search, RDP accountant)."""
+    releases within ``target_epsilon`` (Opacus' binary search, RDP accountant). Cached: every
+    client and every round of a run asks for the same few values."""
     _, utils, _ = _opacus()
     return float(utils.get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
                                             sample_rate=sample_rate, steps=steps, accountant="rdp"))

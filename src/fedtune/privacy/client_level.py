@@ -22,7 +22,6 @@ which changes nothing for an honest client and bounds a dishonest one.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 
@@ -55,16 +54,11 @@ def client_level_privacy(cfg) -> "ClientLevelPrivacy | None":
     return privacy
 
 
-@lru_cache(maxsize=32)
-def _calibrated(target: float, delta: float, q: float, rounds: int) -> float:
-    return calibrate(target, delta, q, rounds)
-
-
 def noise_multiplier(dp: ClientLevelDP, q: float, rounds: int) -> float:
     """z: the configured one, or the smallest that keeps ``rounds`` rounds within target_epsilon."""
     if dp.noise_multiplier is not None:
         return dp.noise_multiplier
-    return _calibrated(dp.target_epsilon, dp.delta, q, rounds)
+    return calibrate(dp.target_epsilon, dp.delta, q, rounds)
 
 
 def update_noise_multiplier(dp: ClientLevelDP, z: float, m: int) -> float:

@@ -25,7 +25,6 @@ log-mean-exp over the batch) have no per-example gradient and are refused.
 from __future__ import annotations
 
 import random
-from functools import lru_cache
 
 import torch
 
@@ -35,11 +34,6 @@ from fedtune.privacy.accountant import calibrate, epsilon
 from fedtune.privacy.config import SampleLevelDP
 
 STEPS = "dp_sgd_steps"  # ClientStateStore name: the DP steps a client has taken so far
-
-
-@lru_cache(maxsize=256)
-def _calibrated(target: float, delta: float, q: float, steps: int) -> float:
-    return calibrate(target, delta, q, steps)
 
 
 class SampleLevelPrivacy:
@@ -55,7 +49,7 @@ class SampleLevelPrivacy:
     def noise_multiplier(self, n: int) -> float:
         if self.dp.noise_multiplier is not None:
             return self.dp.noise_multiplier
-        return _calibrated(self.dp.target_epsilon, self.dp.delta, self.sample_rate(n), self.rounds * self.steps)
+        return calibrate(self.dp.target_epsilon, self.dp.delta, self.sample_rate(n), self.rounds * self.steps)
 
     def batches(self, n: int, steps: int, rng: random.Random) -> list[list[int]]:
         """Each step's examples: Poisson (every example independently with probability q) or

@@ -19,20 +19,8 @@ from __future__ import annotations
 
 import random
 
-import torch
-
 from fedtune.data.tokenize import TokenizedSet
-from fedtune.models.logprobs import IGNORE, collate, response_logps
-
-
-@torch.no_grad()
-def _mean_ce(model, ids: list[list[int]], labels: list[list[int]], pad_id: int, batch_size: int) -> list[float]:
-    out = []
-    for s in range(0, len(ids), batch_size):
-        batch = collate(ids[s:s + batch_size], labels[s:s + batch_size], pad_id)
-        counts = (batch["labels"][:, 1:] != IGNORE).sum(1).clamp(min=1)
-        out += (-response_logps(model, batch) / counts).tolist()
-    return out
+from fedtune.models.logprobs import IGNORE, mean_response_ce
 
 
 def losses(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 16) -> tuple[list[float], list[float]]:
@@ -42,8 +30,8 @@ def losses(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 16) -> tu
     was_training = model.training
     model.eval()
     try:
-        cond = _mean_ce(model, tokens.input_ids, tokens.labels, pad_id, batch_size)
-        uncond = _mean_ce(model, responses, responses, pad_id, batch_size)
+        cond = mean_response_ce(model, tokens.input_ids, tokens.labels, pad_id, batch_size)
+        uncond = mean_response_ce(model, responses, responses, pad_id, batch_size)
     finally:
         model.train(was_training)
     return cond, uncond

@@ -16,14 +16,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from pydantic import Field
 
 from fedtune.data.ops.registry import OPS, DataOp, within
 from fedtune.data.records import sft_answer
 from fedtune.data.sources import DataError
 from fedtune.data.tokenize import as_sft, tokenize_sft
-from fedtune.models.logprobs import IGNORE, collate, response_logps
+from fedtune.models.logprobs import IGNORE, mean_response_ce
 from fedtune.schema import Section
 
 
@@ -66,16 +65,6 @@ def _last_span_only(labels: list[int]) -> list[int]:
     return [l if start <= i < end else IGNORE for i, l in enumerate(labels)]
 
 
-@torch.no_grad()
-def _mean_ce(model, ids: list[list[int]], labels: list[list[int]], pad_id: int, batch_size: int) -> list[float]:
-    out = []
-    for s in range(0, len(ids), batch_size):
-        batch = collate(ids[s:s + batch_size], labels[s:s + batch_size], pad_id)
-        counts = (batch["labels"][:, 1:] != IGNORE).sum(1).clamp(min=1)
-        out += (-response_logps(model, batch) / counts).tolist()
-    return out
-
-
 @register_scorer("ifd")
 def ifd(records: list[dict], ctx: ScoringContext) -> list[float]:
     sft = [as_sft(r) if "prompt" in r else r for r in records]
@@ -88,8 +77,8 @@ def ifd(records: list[dict], ctx: ScoringContext) -> list[float]:
     was_training = model.training
     model.eval()
     try:
-        conditioned = _mean_ce(model, cond.input_ids, [_last_span_only(l) for l in cond.labels], pad, ctx.batch_size)
-        alone = _mean_ce(model, answers, answers, pad, ctx.batch_size)
+        conditioned = mean_response_ce(model, cond.input_ids, [_last_span_only(l) for l in cond.labels], pad, ctx.batch_size)
+        alone = mean_response_ce(model, answers, answers, pad, ctx.batch_size)
     finally:
         model.train(was_training)
     scores = [float("nan")] * len(sft)  # unscored records are kept; tokenization drops and counts them
