@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -43,6 +44,29 @@ def tiny_overrides(tmp_path, **extra) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.fixture()
+def loaded(tiny):
+    """The tiny random model as a LoadedModel, shared by the runs of one test."""
+    from fedtune.models.loader import LoadedModel
+
+    return LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
+
+
+def run_config(tmp_path, out, **extra):
+    """A tiny-random RunConfig writing to ``tmp_path/out``; non-string values (sections, lists,
+    numbers) go in as JSON, as ``--set`` would parse them."""
+    from fedtune.config import load_config
+
+    extra = {"output.dir": str(tmp_path / out), **extra}
+    return load_config(None, tiny_overrides(tmp_path, **{k: v if isinstance(v, str) else json.dumps(v)
+                                                         for k, v in extra.items()}))
+
+
+def metrics_rows(cfg) -> list[dict]:
+    """The rows of a run's metrics.jsonl."""
+    return [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
 
 
 class Interrupted(Exception):

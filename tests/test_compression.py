@@ -4,11 +4,9 @@ resume exactly."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from conftest import interrupt_in_round, tiny_overrides
+from conftest import interrupt_in_round, metrics_rows, run_config
 from safetensors.torch import load_file
 
 from fedtune.client.state_store import ClientStateStore
@@ -21,7 +19,6 @@ from fedtune.compression.transport import (
 )
 from fedtune.config import ConfigError, load_config
 from fedtune.engine.runner import run_experiment
-from fedtune.models.loader import LoadedModel
 from fedtune.protocol import ClientInstruction, ClientUpdate
 
 
@@ -107,19 +104,12 @@ def test_a_compressed_update_crosses_the_flower_wire_and_a_broken_one_is_rejecte
                                                 for k, w in weights.items())
 
 
-@pytest.fixture()
-def loaded(tiny):
-    return LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
-
-
 def _config(tmp_path, out, **extra):
-    extra = {"federation.rounds": 3, "eval.every": 0, "output.dir": str(tmp_path / out), **extra}
-    return load_config(None, tiny_overrides(tmp_path, **{k: v if isinstance(v, str) else json.dumps(v)
-                                                         for k, v in extra.items()}))
+    return run_config(tmp_path, out, **{"federation.rounds": 3, "eval.every": 0, **extra})
 
 
 def _bytes_up(cfg) -> int:
-    return sum(json.loads(line)["bytes_up"] for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines())
+    return sum(r["bytes_up"] for r in metrics_rows(cfg))
 
 
 def test_compressed_runs_send_fewer_bytes_and_topk_resumes_bit_identical(tmp_path, loaded):
@@ -160,8 +150,7 @@ def test_a_compressed_download_is_what_the_clients_start_from(tmp_path, loaded):
     run_experiment(plain, loaded=loaded, progress=False)
     cfg = _config(tmp_path, "both", **{"communication.compress": "int8", "communication.download": "int8"})
     run_experiment(cfg, loaded=loaded, progress=False)
-    rows = [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
-    ref = [json.loads(line) for line in (plain.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    rows, ref = metrics_rows(cfg), metrics_rows(plain)
     assert sum(r["bytes_down"] for r in rows) == pytest.approx(0.25 * sum(r["bytes_down"] for r in ref), rel=0.01)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] + 0.5 and rows[-1]["train_loss"] == pytest.approx(
         ref[-1]["train_loss"], rel=0.05)  # quantization noise, not a different run

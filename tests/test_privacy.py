@@ -4,18 +4,16 @@ resume exactly and stop at the budget."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import interrupt_in_round, tiny_overrides
+from conftest import interrupt_in_round, metrics_rows, run_config
 from safetensors.torch import load_file
 
 from fedtune.config import ConfigError, load_config
 from fedtune.engine.runner import run_experiment
-from fedtune.models.loader import LoadedModel
 from fedtune.privacy.accountant import calibrate, epsilon
 from fedtune.privacy.client_level import ClientLevelPrivacy, update_noise_multiplier
 from fedtune.privacy.config import ClientLevelDP
@@ -115,19 +113,8 @@ def test_calibrated_noise_reaches_the_target_epsilon_and_no_less():
 
 # ------------------------------------------------------------------------------ real runs
 
-@pytest.fixture()
-def loaded(tiny):
-    return LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
-
-
 def _config(tmp_path, out, **extra):
-    extra = {"federation.rounds": 3, "eval.every": 0, "output.dir": str(tmp_path / out), **extra}
-    return load_config(None, tiny_overrides(tmp_path, **{k: v if isinstance(v, str) else json.dumps(v)
-                                                         for k, v in extra.items()}))
-
-
-def _rows(cfg) -> list[dict]:
-    return [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    return run_config(tmp_path, out, **{"federation.rounds": 3, "eval.every": 0, **extra})
 
 
 ADAPTIVE = {"clipping": "adaptive", "clip_norm": 0.05, "noise_multiplier": 0.5, "clipped_count_stddev": 1.0,
@@ -137,7 +124,7 @@ ADAPTIVE = {"clipping": "adaptive", "clip_norm": 0.05, "noise_multiplier": 0.5, 
 def test_client_level_dp_run_accounts_every_round_and_resumes_bit_identical(tmp_path, loaded):
     whole = _config(tmp_path, "whole", **{"privacy.client_level": ADAPTIVE})
     summary = run_experiment(whole, loaded=loaded, progress=False)
-    rows = _rows(whole)
+    rows = metrics_rows(whole)
     eps = [r["privacy"]["client_level"]["epsilon"] for r in rows]
     assert eps == pytest.approx([epsilon(0.5, 1.0, n, 1e-5) for n in (1, 2, 3)])
     assert summary["privacy"]["client_level"]["epsilon"] == eps[-1]
@@ -151,7 +138,7 @@ def test_client_level_dp_run_accounts_every_round_and_resumes_bit_identical(tmp_
     cut = _config(tmp_path, "cut", **{"privacy.client_level": ADAPTIVE})
     interrupt_in_round(cut, loaded, stop_round=2)
     run_experiment(cut, resume=True, loaded=loaded, progress=False)
-    assert [r["aggregation"]["privacy"]["clip_norm"] for r in _rows(cut)] == norms
+    assert [r["aggregation"]["privacy"]["clip_norm"] for r in metrics_rows(cut)] == norms
     a = load_file(str(whole.run_dir() / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(cut.run_dir() / "adapter" / "adapter_model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -162,12 +149,12 @@ def test_a_run_stops_before_the_round_that_would_exceed_max_epsilon(tmp_path, lo
     cfg = _config(tmp_path, "budget", **{"privacy.client_level": dp, "federation.rounds": 5,
                                          "output.checkpoint_every": 5})
     summary = run_experiment(cfg, loaded=loaded, progress=False)
-    rows = _rows(cfg)
+    rows = metrics_rows(cfg)
     assert [r["round"] for r in rows] == [0, 1] and "eval" in rows[-1]  # the budget's last round is evaluated
     assert "round 2 would bring ε to 9.01 > max_epsilon 8" in summary["stopped"]
     assert (cfg.run_dir() / "checkpoints" / "LATEST").exists()
     again = run_experiment(cfg, resume=True, loaded=loaded, progress=False)  # resuming spends nothing more
-    assert [r["round"] for r in _rows(cfg)] == [0, 1] and again["stopped"] == summary["stopped"]
+    assert [r["round"] for r in metrics_rows(cfg)] == [0, 1] and again["stopped"] == summary["stopped"]
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -261,7 +248,7 @@ def test_dp_sgd_run_changes_the_adapter_accounts_like_opacus_and_resumes_bit_ide
     extra = {"privacy.sample_level": SAMPLE_LEVEL, "federation.clients_per_round": 2}
     whole = _config(tmp_path, "whole", **extra)
     summary = run_experiment(whole, loaded=loaded, progress=False)
-    rows = _rows(whole)
+    rows = metrics_rows(whole)
     adapter = load_file(str(whole.run_dir() / "adapter" / "adapter_model.safetensors"))
     assert max(float(t.abs().max()) for k, t in adapter.items() if "lora_B" in k) > 0  # opacus#820 did not bite
     taken: dict[str, int] = {}
@@ -276,7 +263,7 @@ def test_dp_sgd_run_changes_the_adapter_accounts_like_opacus_and_resumes_bit_ide
     cut = _config(tmp_path, "cut", **extra)
     interrupt_in_round(cut, loaded, stop_round=2)
     run_experiment(cut, resume=True, loaded=loaded, progress=False)
-    assert [r["privacy"] for r in _rows(cut)] == [r["privacy"] for r in rows]
+    assert [r["privacy"] for r in metrics_rows(cut)] == [r["privacy"] for r in rows]
     resumed = load_file(str(cut.run_dir() / "adapter" / "adapter_model.safetensors"))
     assert all(torch.equal(adapter[k], resumed[k]) for k in adapter)
 
@@ -293,7 +280,7 @@ def test_client_level_dp_wraps_every_aggregating_strategy(tmp_path, loaded, algo
     cfg = _config(tmp_path, algorithm, **{"algorithm.name": algorithm, "federation.rounds": 2,
                                           "privacy.client_level": {"clip_norm": 0.05, "noise_multiplier": 0.5}})
     run_experiment(cfg, loaded=loaded, progress=False)
-    rows = _rows(cfg)
+    rows = metrics_rows(cfg)
     assert [r["privacy"]["client_level"]["epsilon"] for r in rows] == pytest.approx(
         [epsilon(0.5, 1.0, n, 1e-5) for n in (1, 2)])
     assert all(r["aggregation"]["privacy"]["noise_std"] == pytest.approx(0.5 * 0.05 / 3) for r in rows)

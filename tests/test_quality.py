@@ -10,28 +10,20 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import interrupt_in_round, tiny_overrides
+from conftest import interrupt_in_round, metrics_rows, run_config
 from safetensors.torch import load_file
 
 from fedtune.config import ConfigError, load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.engine.workspace import build_workspace
-from fedtune.models.loader import LoadedModel
 from fedtune.models.logprobs import IGNORE
 from fedtune.quality.config import QualityConfig
 from fedtune.quality.feddqc import band, kept, stage_of
 from fedtune.quality.scores import losses, quality_scores
 
 
-@pytest.fixture()
-def loaded(tiny):
-    return LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
-
-
 def _config(tmp_path, out, **extra):
-    extra = {"federation.rounds": 3, "eval.every": 0, "output.dir": str(tmp_path / out), **extra}
-    return load_config(None, tiny_overrides(tmp_path, **{k: v if isinstance(v, str) else json.dumps(v)
-                                                         for k, v in extra.items()}))
+    return run_config(tmp_path, out, **{"federation.rounds": 3, "eval.every": 0, **extra})
 
 
 def _mean_ce_by_hand(model, ids: list[int], labels: list[int]) -> float:
@@ -79,7 +71,7 @@ def test_a_feddqc_run_scores_once_trains_each_band_and_resumes_bit_identical(tmp
     extra = {"quality": {"score": "ira", "select_rate": 0.5, "stages": 3}, "federation.clients_per_round": 2}
     whole = _config(tmp_path, "whole", **extra)
     run_experiment(whole, loaded=loaded, progress=False)
-    rows = [json.loads(line) for line in (whole.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(whole)
     for r in rows:
         for m in r["train"].values():
             assert m["quality_stage"] == r["round"] and m["quality_pool"] == m["quality_kept"] // 3

@@ -4,38 +4,24 @@ configurations are refused at load time."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from conftest import interrupt_in_round, tiny_overrides
+from conftest import interrupt_in_round, metrics_rows, run_config
 from safetensors.torch import load_file
 
 from fedtune.config import ConfigError, load_config
 from fedtune.engine.runner import run_experiment
-from fedtune.models.loader import LoadedModel
 
 
 def _config(tmp_path, out, **extra):
-    extra = {"federation.num_clients": 5, "federation.rounds": 2, "train.steps": 2, "eval.every": 0,
-             "output.dir": str(tmp_path / out), **extra}
-    return load_config(None, tiny_overrides(tmp_path, **{k: v if isinstance(v, str) else json.dumps(v)
-                                                         for k, v in extra.items()}))
-
-
-def _rows(cfg) -> list[dict]:
-    return [json.loads(line) for line in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()]
+    return run_config(tmp_path, out, **{"federation.num_clients": 5, "federation.rounds": 2, "train.steps": 2,
+                                        "eval.every": 0, **extra})
 
 
 def _run(tmp_path, loaded, out, **extra):
     cfg = _config(tmp_path, out, **extra)
     run_experiment(cfg, loaded=loaded, progress=False)
-    return _rows(cfg)
-
-
-@pytest.fixture()
-def loaded(tiny):
-    return LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
+    return metrics_rows(cfg)
 
 
 def test_a_scaling_attack_moves_the_mean_far_and_the_median_resists(tmp_path, loaded):
@@ -66,8 +52,8 @@ def test_dynamic_rule_under_attack_resumes_bit_identical(tmp_path, loaded):
     cut = _config(tmp_path, "cut", **extra)
     interrupt_in_round(cut, loaded, stop_round=1)
     run_experiment(cut, resume=True, loaded=loaded, progress=False)
-    assert [r["aggregation"]["rule"] for r in _rows(cut)] == [r["aggregation"]["rule"] for r in whole]
-    assert [r["attack"]["clients"] for r in _rows(cut)] == [r["attack"]["clients"] for r in whole]
+    assert [r["aggregation"]["rule"] for r in metrics_rows(cut)] == [r["aggregation"]["rule"] for r in whole]
+    assert [r["attack"]["clients"] for r in metrics_rows(cut)] == [r["attack"]["clients"] for r in whole]
     a = load_file(str(tmp_path / "whole" / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(cut.run_dir() / "adapter" / "adapter_model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
