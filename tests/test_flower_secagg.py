@@ -13,7 +13,6 @@ from flower_harness import Federation, final_adapter, read_rows, tiny_config
 
 from fedtune.config import ConfigError, load_config
 from fedtune.flower.node_config import NodeConfigError
-from fedtune.flower.secure_clients import check_secure_config
 from fedtune.flower.secure_node import check_maskable
 from fedtune.flower.secure_wire import (
     decode_fitins,
@@ -70,10 +69,10 @@ def test_node_refuses_an_adapter_secagg_would_clip():
     (["privacy.client_level.noise_multiplier=1"], "needs side: client and clipping: fixed"),
 ])
 def test_secure_aggregation_refuses_what_needs_individual_updates(overrides, message):
-    cfg = load_config(None, ["model.name=tiny-random", "federation.num_clients=3",
-                             "privacy.secure_aggregation.num_shares=3", *overrides])
+    """At load time, as every constraint between sections."""
     with pytest.raises(ConfigError, match=message):
-        check_secure_config(cfg)
+        load_config(None, ["model.name=tiny-random", "federation.num_clients=3",
+                           "privacy.secure_aggregation.num_shares=3", *overrides])
 
 
 def test_the_embedded_engine_refuses_secure_aggregation(tmp_path):

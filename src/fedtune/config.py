@@ -242,6 +242,7 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     if cfg.data.canaries is None and any(m.name == "canary_exposure" for m in cfg.eval.metrics or []):
         raise ConfigError(f"{source}: 'eval.metrics': canary_exposure needs data.canaries (the secrets it measures)")
     _check_privacy(cfg, source)
+    _check_secure_aggregation(cfg, source)
     _check_compression(cfg, source)
 
 
@@ -259,6 +260,35 @@ def _check_compression(cfg: RunConfig, source: str) -> None:
     if cfg.communication.compress.name != "none" and cfg.attack is not None:
         raise ConfigError(f"{source}: 'communication.compress': simulated attacks craft plain updates; "
                           "drop `attack` or use compress: none")
+
+
+def _check_secure_aggregation(cfg: RunConfig, source: str) -> None:
+    """Refuse, with the reason, what cannot run when the server sees only the clients' sum (SecAgg+)."""
+    sa = cfg.privacy.secure_aggregation
+    if sa is None:
+        return
+    strategy = ALGORITHMS[cfg.algorithm.name].target
+    where = f"{source}: 'privacy.secure_aggregation'"
+    if cfg.federation.per_round() < 2:
+        raise ConfigError(f"{where} needs at least 2 sampled clients per round (federation.clients_per_round)")
+    if cfg.aggregation.reducer.name != "mean":
+        raise ConfigError(f"{where}: aggregation.reducer={cfg.aggregation.reducer.name} needs each client's update; "
+                          "the server sees only their sum (use mean)")
+    imposed = strategy.fixed_weighting(cfg.algorithm) if hasattr(strategy, "fixed_weighting") else None
+    dp = cfg.privacy.client_level
+    if dp is None and (imposed or cfg.aggregation.weighting) != "examples":
+        raise ConfigError(f"{where}: SecAgg+ weights clients by their example counts; aggregation.weighting "
+                          "must be examples")
+    if strategy.sends_client_tensors:
+        raise ConfigError(f"{where}: algorithm.name={cfg.algorithm.name} sends tensors besides the adapter, "
+                          "which SecAgg+ does not sum")
+    if cfg.attack is not None:
+        raise ConfigError(f"{where}: a simulated attack needs the individual updates; drop `attack`")
+    if dp is not None and (dp.side != "client" or dp.clipping != "fixed"):
+        raise ConfigError(f"{where} with privacy.client_level needs side: client and clipping: fixed (the server "
+                          "sees neither single updates to clip nor the bits adaptive clipping counts)")
+    if sa.timeout is not None and sa.timeout <= 0:
+        raise ConfigError(f"{source}: 'privacy.secure_aggregation.timeout' must be positive or null")
 
 
 def _check_privacy(cfg: RunConfig, source: str) -> None:

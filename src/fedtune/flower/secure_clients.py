@@ -34,8 +34,6 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.serverapp import Grid
 
 from fedtune.adapter_state import AdapterState
-from fedtune.algorithms import ALGORITHMS
-from fedtune.config import ConfigError, RunConfig
 from fedtune.engine.rounds import ClientReplies
 from fedtune.flower.exchange import exchange
 from fedtune.flower.grid_clients import FlowerClients
@@ -44,33 +42,6 @@ from fedtune.protocol import ClientInstruction, ClientUpdate
 
 log = logging.getLogger("fedtune")
 MAX_WEIGHT = 1000.0  # SecAggPlusWorkflow's default
-
-
-def check_secure_config(cfg: RunConfig) -> None:
-    """Refuse, with the reason, what cannot run when the server sees only the clients' sum."""
-    sa = cfg.privacy.secure_aggregation
-    strategy = ALGORITHMS[cfg.algorithm.name].target
-    where = "privacy.secure_aggregation"
-    if cfg.federation.per_round() < 2:
-        raise ConfigError(f"{where} needs at least 2 sampled clients per round (federation.clients_per_round)")
-    if cfg.aggregation.reducer.name != "mean":
-        raise ConfigError(f"{where}: aggregation.reducer={cfg.aggregation.reducer.name} needs each client's update; "
-                          "the server sees only their sum (use mean)")
-    imposed = strategy.fixed_weighting(cfg.algorithm) if hasattr(strategy, "fixed_weighting") else None
-    dp = cfg.privacy.client_level
-    if dp is None and (imposed or cfg.aggregation.weighting) != "examples":
-        raise ConfigError(f"{where}: SecAgg+ weights clients by their example counts; aggregation.weighting "
-                          "must be examples")
-    if getattr(strategy, "sends_client_tensors", False):
-        raise ConfigError(f"{where}: algorithm.name={cfg.algorithm.name} sends tensors besides the adapter, "
-                          "which SecAgg+ does not sum")
-    if cfg.attack is not None:
-        raise ConfigError(f"{where}: a simulated attack needs the individual updates; drop `attack`")
-    if dp is not None and (dp.side != "client" or dp.clipping != "fixed"):
-        raise ConfigError(f"{where} with privacy.client_level needs side: client and clipping: fixed (the server "
-                          "sees neither single updates to clip nor the bits adaptive clipping counts)")
-    if sa.timeout is not None and sa.timeout <= 0:
-        raise ConfigError(f"{where}.timeout must be positive or null")
 
 
 class _CountingGrid(Grid):

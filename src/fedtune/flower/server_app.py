@@ -23,7 +23,7 @@ from fedtune.engine.run_dir import RunDir
 from fedtune.engine.workspace import build_workspace, fit_federation
 from fedtune.flower.app_config import AppSettings
 from fedtune.flower.grid_clients import FlowerClients
-from fedtune.flower.secure_clients import SecureAggregatedClients, check_secure_config
+from fedtune.flower.secure_clients import SecureAggregatedClients
 
 log = logging.getLogger("fedtune")
 app = ServerApp()
@@ -80,10 +80,8 @@ def run_single(grid: Grid, settings: AppSettings, cfg: RunConfig, loaded=None, i
     run_dir.start(cfg, settings.resume)
     log.info("fedtune run %r: %d clients, %d rounds, run directory %s", cfg.name, cfg.federation.num_clients,
              cfg.federation.rounds, run_dir.path.resolve())
-    secure = cfg.privacy.secure_aggregation is not None  # SecAgg+: the server sees only the weighted mean
-    if secure:
-        check_secure_config(cfg)
-    executor = SecureAggregatedClients if secure else FlowerClients
+    # SecAgg+: the server sees only the weighted mean (what it cannot run with was refused at load time)
+    executor = SecureAggregatedClients if cfg.privacy.secure_aggregation is not None else FlowerClients
     clients = executor(grid, cfg, settings.round_timeout, settings.node_wait)
     clients.announce()  # nodes start their ClientApps to answer while the workspace is built
     ws = build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
