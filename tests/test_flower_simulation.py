@@ -82,6 +82,26 @@ def test_flwr_run_dot_runs_the_repository_app(tmp_path):
     assert [set(r["train"]) for r in read_rows(run)] == [{"0", "1"}]
 
 
+def test_client_side_choices_on_flower_match_the_embedded_engine(tmp_path):
+    """Issue 16's three client-side decisions on Flower's wire at once: selective layers (the
+    gradient probe is a second exchange in a selection round), FedDQC's IRA filter and schedule
+    (scores in each node's store) and int8 updates with stochastic rounding; the final adapter,
+    each round's layers and each client's kept examples equal the embedded run's."""
+    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
+        "selective": {"layers": 1, "strategy": "strategic", "balance": 0.5},
+        "quality": {"score": "ira", "select_rate": 0.5, "stages": 2}, "communication.compress": "int8"})
+    with Federation(tmp_path, simulation=True) as fed:
+        out = fed.run(config, federation_config={"num-supernodes": 2, "client-resources-num-cpus": 1})
+    assert "run finished" in out, out[-3000:]
+    reference = embedded_run(config, tmp_path / "embedded-run")
+    assert_adapters_close(final_adapter(tmp_path / "sim-run"), final_adapter(reference))
+    rows, embedded = read_rows(tmp_path / "sim-run"), read_rows(reference)
+    assert [r["selective"]["layers"] for r in rows] == [r["selective"]["layers"] for r in embedded]
+    assert all(r["selective"]["selected"] for r in rows)
+    assert [m["quality_kept"] for r in rows for m in r["train"].values()] == [
+        m["quality_kept"] for r in embedded for m in r["train"].values()]
+
+
 @pytest.mark.parametrize("method", ["sign_flip", "alie"])
 def test_attacks_on_flower_match_the_embedded_engine(tmp_path, method):
     """A simulated attacker under a robust rule on Flower: sign flip runs on the attacker's own

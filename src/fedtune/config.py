@@ -30,6 +30,7 @@ from fedtune.models.config import ModelConfig
 from fedtune.privacy import PrivacyConfig
 from fedtune.quality import QualityConfig
 from fedtune.schema import CHOICE_ERROR, TAGS, ConfigError, Registry, Section
+from fedtune.selective import SelectiveConfig
 
 __all__ = ["ConfigError", "RunConfig", "load_config", "from_dict", "dump_config", "Section"]
 
@@ -80,6 +81,9 @@ class RunConfig(Section):
     communication: CommunicationConfig = CommunicationConfig()
     # Data-quality control on each client, e.g. {score: ira, select_rate: 0.5, order: easy_to_hard, stages: 3}.
     quality: QualityConfig | None = None
+    # Selective layer fine-tuning: which transformer layers each client trains and sends, e.g.
+    # {layers: 2, strategy: strategic, balance: 0.5} (docs/selective.md); null = every layer.
+    selective: SelectiveConfig | None = None
     # Differential privacy and secure aggregation, e.g. {client_level: {clip_norm: 1.0, target_epsilon: 8}}.
     privacy: PrivacyConfig = PrivacyConfig()
     eval: EvalConfig = EvalConfig()
@@ -244,6 +248,28 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     _check_privacy(cfg, source)
     _check_secure_aggregation(cfg, source)
     _check_compression(cfg, source)
+    _check_selective(cfg, source)
+
+
+def _check_selective(cfg: RunConfig, source: str) -> None:
+    """Selective layers send part of each adapter; what needs whole updates cannot take them, and
+    data-dependent selection is outside the DP guarantee."""
+    sel = cfg.selective
+    if sel is None:
+        return
+    key = f"{source}: 'selective'"
+    if cfg.attack is not None:
+        raise ConfigError(f"{key}: simulated attacks craft whole updates; drop `attack` or `selective`")
+    if cfg.privacy.secure_aggregation is not None:
+        raise ConfigError(f"{key}: SecAgg+ sums whole adapters; each layer needs its own sum over its clients")
+    if cfg.privacy.sample_level is not None:
+        raise ConfigError(f"{key}: DP-SGD with frozen adapter layers is not supported; drop one of them")
+    if cfg.privacy.client_level is not None and sel.probes:
+        raise ConfigError(f"{key}: strategy {sel.strategy} chooses layers from gradients of the clients' data, "
+                          "which client-level DP does not cover; use all, top, bottom or both")
+    if cfg.privacy.client_level is not None and sel.budgets != "equal":
+        raise ConfigError(f"{key}: client-level DP's noise is calibrated to one mean over all clients; "
+                          "heterogeneous budgets give each layer its own set of clients (use budgets: equal)")
 
 
 def _check_compression(cfg: RunConfig, source: str) -> None:

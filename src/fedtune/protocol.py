@@ -10,6 +10,7 @@ attributes, and the engines read the declarations.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -18,6 +19,10 @@ import torch
 from fedtune.adapter_state import AdapterState
 
 Scalar = float | int | str | bool
+
+# ClientInstruction.config key: the adapter keys the client trains and sends, as a JSON list
+# (selective layers); absent = every key
+TRAIN_KEYS = "train_keys"
 
 
 @dataclass
@@ -34,6 +39,13 @@ class ClientInstruction:
     config: dict[str, Scalar] = field(default_factory=dict)  # e.g. {"prox_mu": 0.01}
     tensors: dict[str, AdapterState] = field(default_factory=dict)  # e.g. {"server_control": c}
 
+    def train_keys(self, keys) -> list[str] | None:
+        """The subset of ``keys`` (in their order) this client trains and sends; None: all."""
+        if TRAIN_KEYS not in self.config:
+            return None
+        chosen = set(json.loads(self.config[TRAIN_KEYS]))
+        return [k for k in keys if k in chosen]
+
 
 @dataclass
 class ClientUpdate:
@@ -45,6 +57,9 @@ class ClientUpdate:
     metrics: dict[str, float] = field(default_factory=dict)
     tensors: dict[str, AdapterState] = field(default_factory=dict)  # e.g. {"control_delta": dc_i}
     clients: int = 1  # the clients whose mean this is (secure aggregation: the whole round's)
+    # the adapter keys this client trained and sent (selective layers: the others were filled with
+    # its start, and each key is reduced over the clients that trained it); None = every key
+    trained: list[str] | None = None
 
 
 class Strategy(ABC):

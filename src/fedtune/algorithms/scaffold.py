@@ -95,12 +95,14 @@ class ScaffoldHook(TrainingHook):
 
     def on_round_end(self, params, update):
         ins = self.instruction
+        # the trained keys' new control (all keys, unless selective layers froze some: theirs stay)
         if self.option == 1:
-            new_control = self.initial_gradient
+            trained = self.initial_gradient
         else:
             scale = 1.0 / (ins.steps * ins.lr)
-            new_control = {k: self.client_control[k] - self.server_control[k]
-                           + scale * (self.start[k] - update.adapter[k]) for k in self.start}
+            trained = {k: self.client_control[k] - self.server_control[k]
+                       + scale * (self.start[k] - update.adapter[k]) for k in self.start}
+        new_control = {**self.client_control, **trained}
         self.store.put(ins.client_id, CLIENT_CONTROL, new_control)
         update.tensors[CONTROL_DELTA] = ops.subtract(new_control, self.client_control)
 

@@ -18,6 +18,7 @@ import torch
 
 from fedtune.adapter_state import AdapterState
 from fedtune.client.batching import draw_indices, length_grouped_batches, round_rng
+from fedtune.client.gradient_probe import PROBE, gradient_probe
 from fedtune.client.hooks import build_hooks
 from fedtune.client.objectives import OBJECTIVES
 from fedtune.client.state_store import ClientStateStore
@@ -64,10 +65,27 @@ class LocalTrainer:
     # ------------------------------------------------------------------ the round
 
     def train(self, instruction: ClientInstruction, start: AdapterState, data: LocalData) -> ClientUpdate:
-        started = time.perf_counter()
-        cfg = self.cfg
+        """One round of local training from ``start``; for a gradient probe (selective layers'
+        importance) the probe's statistics instead."""
+        if PROBE in instruction.config:
+            return gradient_probe(self, instruction, start, data)
         set_adapter(self.model, start)
         params = adapter_parameters(self.model)
+        keys = instruction.train_keys(params)
+        if keys is None:
+            return self._train(instruction, data, params)
+        frozen = [p for k, p in params.items() if k not in set(keys)]
+        for p in frozen:  # selective layers: only the chosen layers' tensors train (and travel)
+            p.requires_grad_(False)
+        try:
+            return self._train(instruction, data, {k: params[k] for k in keys})
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+    def _train(self, instruction: ClientInstruction, data: LocalData, params) -> ClientUpdate:
+        started = time.perf_counter()
+        cfg = self.cfg
         optimizer = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=cfg.weight_decay)
         if cfg.optimizer_state == "persist":
             self._load_optimizer(optimizer, params, instruction.client_id)
@@ -127,7 +145,7 @@ class LocalTrainer:
             self._save_optimizer(optimizer, params, instruction.client_id)
         update = ClientUpdate(
             client_id=instruction.client_id,
-            adapter=get_adapter(self.model),
+            adapter={k: v for k, v in get_adapter(self.model).items() if k in params},
             num_examples=data.num_examples,
             metrics={
                 "loss": loss_sum / max(token_count, 1),

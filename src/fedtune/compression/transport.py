@@ -59,14 +59,14 @@ class Compressing(TrainingHook):
         self.start = {k: p.detach().float().clone() for k, p in params.items()}
 
     def on_round_end(self, params, update: ClientUpdate) -> None:
-        delta = {k: update.adapter[k].float() - x for k, x in self.start.items()}
+        delta = {k: update.adapter[k].float() - x for k, x in self.start.items()}  # the keys it trained
         cid = self.instruction.client_id
-        if self.codec.stateful and (residual := self.store.get(cid, RESIDUAL)) is not None:
-            delta = {k: t + residual[k] for k, t in delta.items()}
+        residual = (self.store.get(cid, RESIDUAL) if self.codec.stateful else None) or {}
+        delta = {k: t + residual[k] if k in residual else t for k, t in delta.items()}
         payload = self.codec.encode(delta, _generator(self.seed, self.instruction))
-        if self.codec.stateful:
+        if self.codec.stateful:  # a layer not trained this round (selective layers) keeps its residual
             sent = self.codec.decode(payload, delta)
-            self.store.put(cid, RESIDUAL, {k: t - sent[k] for k, t in delta.items()})
+            self.store.put(cid, RESIDUAL, {**residual, **{k: t - sent[k] for k, t in delta.items()}})
         update.tensors[COMPRESSED] = payload
         update.adapter = {}
 
@@ -99,8 +99,9 @@ def received_start(instruction: ClientInstruction, start: AdapterState) -> Adapt
 
 
 def decompress(instruction: ClientInstruction, update: ClientUpdate, start: AdapterState) -> str | None:
-    """Rebuild ``update.adapter`` = start + decode(payload) in place; a one-line reason if the
-    payload is unusable (the update is then rejected), None otherwise."""
+    """Rebuild ``update.adapter`` = start + decode(payload) in place, over ``start``'s keys (the
+    ones the client sent); a one-line reason if the payload is unusable (the update is then
+    rejected), None otherwise."""
     payload = update.tensors.pop(COMPRESSED, None)
     if payload is None:
         return "compression is on but the update carries no compressed payload"

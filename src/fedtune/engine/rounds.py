@@ -32,6 +32,7 @@ from fedtune.eval.evaluator import Evaluator
 from fedtune.models.adapters.state import set_adapter
 from fedtune.privacy.client_level import client_level_privacy
 from fedtune.protocol import ClientInstruction, ClientUpdate, Strategy
+from fedtune.selective.coordinator import layer_selection
 
 if TYPE_CHECKING:
     from fedtune.engine.workspace import Workspace
@@ -87,6 +88,7 @@ class RoundLoop:
         self.cfg, self.ws, self.run_dir, self.executor, self.engine = cfg, ws, run_dir, executor, engine
         self.progress = progress or Progress(enabled=False)
         self.privacy = client_level_privacy(cfg)
+        self.selective = layer_selection(cfg, ws.initial_adapter)  # which layers each client trains, or None
         self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients, cfg.aggregation,
                                                    seed=cfg.seed, privacy=self.privacy)
         self.stopped: str | None = None  # why the run ended before its last round (the privacy budget)
@@ -107,6 +109,8 @@ class RoundLoop:
         if resume and (ckpt := self.run_dir.load_checkpoint()) is not None:
             last, global_adapter, strategy_state, meta = ckpt
             self.strategy.load_state_dict(strategy_state)
+            if self.selective is not None:
+                self.selective.load_state(meta["selective"])
             self.store.rollback(last)
             self.run_dir.truncate_metrics(last, restore=meta.get("metrics_row"))
             start_round = last + 1
@@ -162,23 +166,27 @@ class RoundLoop:
         for ins in instructions:  # how the clients compress what they send (communication.compress)
             ins.config.update(compression_config(cfg.communication.compress, cfg.seed))
         clients = [ins.client_id for ins in instructions]
-        work = [(ins, compress_download(cfg.communication.download, cfg.seed, ins, self._start_adapter(ins, global_adapter)))
-                for ins in instructions]
+        selection = None
+        if self.selective is not None:  # each client's layers (after the importance probe, at a selection round)
+            selection = self.selective.assign(r, instructions, lambda probes: self._execute(r, probes, global_adapter))
 
-        replies = self.executor.execute(r, work)
-        self._require_replies(r, instructions, replies)
+        replies = self._execute(r, instructions, global_adapter)
         rejected = dict(replies.rejected)
         updates = []
         for ins, update in replies.updates:
-            compressed = CODEC in ins.config
-            reason = decompress(ins, update, global_adapter) if compressed else None
-            reason = reason or check_update(update, global_adapter)
+            start = self._start_adapter(ins, global_adapter)
+            trained = ins.train_keys(start)  # selective layers: what the client trained and sent
+            expected = start if trained is None else {k: start[k] for k in trained}
+            reason = decompress(ins, update, expected) if CODEC in ins.config else None
+            reason = reason or check_update(update, expected)
             if reason:
                 who = replies.senders.get(ins.client_id)
                 log.warning("round %d: rejected update of client %d%s: %s", r, ins.client_id,
                             f" ({who})" if who else "", reason)
                 rejected[str(ins.client_id)] = f"{who}: {reason}" if who else reason
                 continue
+            if trained is not None:  # the untrained layers are the client's start
+                update.adapter, update.trained = {**start, **update.adapter}, trained
             if self.strategy.personal_adapters:
                 self.store.put(ins.client_id, PERSONAL, update.adapter)
             updates.append(update)
@@ -202,6 +210,10 @@ class RoundLoop:
             "bytes_down": replies.bytes_down if self.strategy.communicates else 0,
             "seconds_train": t_train,
         }
+        if selection is not None:  # the layers each client trained; the probe's bytes are the round's too
+            row["bytes_up"] += selection.pop("bytes_up", 0) if self.strategy.communicates else 0
+            row["bytes_down"] += selection.pop("bytes_down", 0) if self.strategy.communicates else 0
+            row["selective"] = selection
         if updates and (report := self.strategy.round_report()):
             row["aggregation"] = report  # e.g. the rule that ran and the clients it kept
         if replies.attackers:  # measurable harm: how far the round moved from the benign clients' mean
@@ -226,12 +238,23 @@ class RoundLoop:
             # the row reaches metrics.jsonl must not lose it, since --resume will not rerun the round.
             row["seconds"] = time.perf_counter() - t0
             self.run_dir.save_checkpoint(r, global_adapter, self.strategy.state_dict(),
-                                         {"algorithm": self.strategy.name, "metrics_row": row})
+                                         {"algorithm": self.strategy.name, "metrics_row": row,
+                                          **({"selective": self.selective.state()} if self.selective else {})})
             self.store.commit(r)
         row["seconds"] = time.perf_counter() - t0
         self.run_dir.append_metrics(row)
         self.progress.round_done(row)
         return global_adapter
+
+    def _execute(self, r: int, instructions: list[ClientInstruction], global_adapter: AdapterState) -> ClientReplies:
+        """Send ``instructions`` with their start adapters (compressed for the download when
+        configured) and collect enough replies, or fail the round."""
+        cfg = self.cfg
+        work = [(ins, compress_download(cfg.communication.download, cfg.seed, ins, self._start_adapter(ins, global_adapter)))
+                for ins in instructions]
+        replies = self.executor.execute(r, work)
+        self._require_replies(r, instructions, replies)
+        return replies
 
     def _start_adapter(self, ins: ClientInstruction, global_adapter: AdapterState) -> AdapterState:
         if ins.start_from == "personal":

@@ -109,6 +109,7 @@ def write_report(run_dir: str | Path) -> Path:
         _img(plots.safety(rows), "safety"),
         _img(plots.privacy(rows), "privacy spent"),
         _img(plots.quality_scores(_quality_scores(run_dir)), "quality scores"),
+        _img(plots.selected_layers(rows), "selected layers"),
         _img(plots.eval_metric(rows, "canary_exposure", "Canary exposure (bits; higher = more memorized)"),
              "canary exposure"),
         *(_img(png, name) for name, png in plots.extra_train_metrics(rows).items()),

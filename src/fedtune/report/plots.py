@@ -153,6 +153,22 @@ def quality_scores(scores: dict[str, list[float]]) -> bytes | None:
     return _png(fig)
 
 
+def selected_layers(rows: list[dict]) -> bytes | None:
+    """How many sampled clients trained each transformer layer, round by round (selective layers)."""
+    picks = [(r["round"], [l for v in r["selective"]["layers"].values() for l in v]) for r in rows if "selective" in r]
+    if not picks:
+        return None
+    layers = sorted({l for _, ls in picks for l in ls})
+    grid = [[ls.count(layer) for _, ls in picks] for layer in layers]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    image = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis",
+                      extent=(picks[0][0] - 0.5, picks[-1][0] + 0.5, -0.5, len(layers) - 0.5))
+    ax.set_yticks(range(len(layers)), [str(l) for l in layers], fontsize=6)
+    ax.set(xlabel="round", ylabel="layer", title="Clients training each layer (selective layers)")
+    fig.colorbar(image, ax=ax, label="clients")
+    return _png(fig)
+
+
 def accuracy_curves(curves: dict[str, list[tuple[int, float]]], title: str) -> bytes | None:
     """Global exact match per round, one line per run (a comparison of runs)."""
     curves = {k: v for k, v in curves.items() if v}

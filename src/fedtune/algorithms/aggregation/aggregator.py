@@ -5,7 +5,9 @@ update rule to the result (FedAvg's step, server momentum, Adam/Yogi/Adagrad mom
 so a robust reducer or a DP wrapper applies to every strategy at once. ``report`` describes the
 last reduction for the round's metrics row (the rule, which clients it kept, the rule's notes).
 With client-level DP (``fedtune.privacy.client_level``) the deltas are clipped before the
-reducer (then the mean, with equal weights) and the noise is added to its result.
+reducer (then the mean, with equal weights) and the noise is added to its result. Updates that
+trained only some tensors (selective layers) are reduced key group by key group, each over the
+clients that trained it (``coverage``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from fedtune.adapter_state import AdapterState
+from fedtune.algorithms.aggregation.coverage import coverage_groups
 from fedtune.algorithms.aggregation.delta import Delta, client_deltas, client_weights
 from fedtune.algorithms.aggregation.registry import REDUCERS, AggregationConfig
 from fedtune.protocol import ClientUpdate
@@ -45,6 +48,23 @@ class Aggregator:
         if self.privacy is not None:  # DP-FedAvg: clipped deltas, equal weights (the noise assumes them)
             deltas = self.privacy.clip(deltas, updates)
             weights = [1.0 / len(deltas)] * len(deltas)
+        groups = coverage_groups(updates, list(deltas[0]))
+        if len(groups) == 1 and len(groups[0][0]) == len(updates):
+            return self._reduce(deltas, weights, updates, round)
+        # selective layers: each group of keys is reduced over the clients that trained it alone
+        merged, kept, notes = {k: 0 * d for k, d in deltas[0].items()}, set(), {}
+        for members, keys in groups:
+            sub = [updates[i] for i in members]
+            part = self._reduce([{k: deltas[i][k] for k in keys} for i in members],
+                                client_weights(sub, self.weighting), sub, round)
+            merged.update(part)
+            kept.update(self.report["kept"])
+            notes.update({k: v for k, v in self.report.items() if k not in ("rule", "kept")})
+        self.report = {"rule": self.report["rule"], "kept": sorted(kept), "groups": len(groups), **notes}
+        return merged
+
+    def _reduce(self, deltas: list[Delta], weights: list[float], updates: list[ClientUpdate], round: int) -> Delta:
+        """The configured reducer (and DP noise) on one set of deltas; sets ``report``."""
         needed = self.reducer.min_clients()
         if len(deltas) < needed:
             log.warning("round %d: %d updates, %s needs at least %d; the global adapter is kept",
