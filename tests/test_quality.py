@@ -68,7 +68,8 @@ def test_filter_and_schedule_follow_the_authors_code():
 
 
 def test_a_feddqc_run_scores_once_trains_each_band_and_resumes_bit_identical(tmp_path, loaded):
-    extra = {"quality": {"score": "ira", "select_rate": 0.5, "stages": 3}, "federation.clients_per_round": 2}
+    extra = {"quality": {"score": "ira", "select_rate": 0.5, "stages": 3}, "federation.clients_per_round": 2,
+             "data.suite.noise_rate": [0.5, 0.0, 0.5]}
     whole = _config(tmp_path, "whole", **extra)
     run_experiment(whole, loaded=loaded, progress=False)
     rows = metrics_rows(whole)
@@ -83,7 +84,10 @@ def test_a_feddqc_run_scores_once_trains_each_band_and_resumes_bit_identical(tmp
             first.setdefault(c, r["round"])
     report = json.loads((whole.run_dir() / "data_report.json").read_text())["quality"]
     assert set(report) == first.keys() and all(m["quality_dropped"] == m["quality_kept"] for m in report.values())
-    assert 'alt="quality scores"' in (whole.run_dir() / "report.html").read_text()
+    page = (whole.run_dir() / "report.html").read_text()
+    assert 'alt="quality scores"' in page and 'alt="scores noisy vs clean"' in page
+    data = json.loads((whole.run_dir() / "data_report.json").read_text())["clients"]
+    assert 0 < len(data["client_0"]["noisy"]) < data["client_0"]["train"] and "noisy" not in data["client_1"]
     cut = _config(tmp_path, "cut", **extra)
     interrupt_in_round(cut, loaded, stop_round=2)
     run_experiment(cut, resume=True, loaded=loaded, progress=False)

@@ -222,11 +222,12 @@ def _preference(item: Item) -> dict:
     }
 
 
-def _corrupt(items: list[Item], rate: float, rng: random.Random) -> tuple[list[Item], int]:
-    """Replace the answer of a ``rate`` share of items with another item's answer (noisy client)."""
+def _corrupt(items: list[Item], rate: float, rng: random.Random) -> tuple[list[Item], set[int]]:
+    """Replace the answer of a ``rate`` share of items with another item's answer (noisy client);
+    returns the items and the positions corrupted."""
     n = round(rate * len(items))
     if n == 0 or len(items) < 2:
-        return items, 0
+        return items, set()
     chosen = set(rng.sample(range(len(items)), n))
     out = []
     for i, it in enumerate(items):
@@ -235,7 +236,7 @@ def _corrupt(items: list[Item], rate: float, rng: random.Random) -> tuple[list[I
             out.append(Item(it.question, donor.answer, it.answer, it.category))
         else:
             out.append(it)
-    return out, n
+    return out, chosen
 
 
 def build_suite(cfg: SuiteConfig, num_clients: int, seed: int, kind: str = "sft") -> FederatedData:
@@ -250,6 +251,8 @@ def build_suite(cfg: SuiteConfig, num_clients: int, seed: int, kind: str = "sft"
         rate = _noise_rates(cfg, num_clients)[c]
         tr, corrupted = _corrupt(tr, rate, rng)
         records = [to_record(it) for it in tr]
+        for i in corrupted:  # ground truth for reports (FedDQC's noisy-vs-clean scores); training ignores it
+            records[i]["noisy"] = True
         if kind == "preference" and cfg.flip_rate > 0:
             flips = set(rng.sample(range(len(records)), round(cfg.flip_rate * len(records))))
             for i in flips:
@@ -257,7 +260,7 @@ def build_suite(cfg: SuiteConfig, num_clients: int, seed: int, kind: str = "sft"
                 r["chosen"], r["rejected"] = r["rejected"], r["chosen"]
             report["steps"].append({"client": f"client_{c}", "step": "suite.flip", "changed": len(flips)})
         if corrupted:
-            report["steps"].append({"client": f"client_{c}", "step": "suite.noise", "changed": corrupted})
+            report["steps"].append({"client": f"client_{c}", "step": "suite.noise", "changed": len(corrupted)})
         clients.append(ClientData(c, f"client_{c}", records, [to_record(it) for it in te]))
     global_test = [r for cl in clients for r in cl.test]
     return FederatedData(kind, clients, global_test, report)

@@ -72,6 +72,14 @@ def tokenization_report(name: str, split: str, ts: TokenizedSet) -> list[dict]:
     return rows
 
 
+def noisy_examples(records: list[dict], tokens) -> list[int]:
+    """Positions, in the tokenized training set, of the records marked ``noisy`` (the built-in
+    suite's corrupted answers): the ground truth a data-quality report compares scores with."""
+    dropped = set(tokens.dropped)
+    kept = [r for i, r in enumerate(records) if i not in dropped]
+    return [j for j, r in enumerate(kept) if r.get("noisy")]
+
+
 def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None,
                     initial_adapter: AdapterState | None = None) -> Workspace:
     """Load (or reuse) the base model, attach a fresh LoRA seeded by the run seed (or start from
@@ -110,6 +118,9 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
         else:
             steps += tokenization_report(c.name, "train", tr)
     steps += tokenization_report("global", "test", global_test)
-    report = {**data.report, "steps": steps,
-              "clients": {c.name: {"train": len(t), "test": len(e)} for c, t, e in zip(data.clients, train, test)}}
+    clients = {c.name: {"train": len(t), "test": len(e)} for c, t, e in zip(data.clients, train, test)}
+    for c, t in zip(data.clients, train):
+        if noisy := noisy_examples(c.train, t):  # the suite's corrupted records, where it made some
+            clients[c.name]["noisy"] = noisy
+    report = {**data.report, "steps": steps, "clients": clients}
     return Workspace(model, tok, data, train, test, global_test, get_adapter(model), report, pairs)

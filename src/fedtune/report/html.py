@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from pathlib import Path
 
 from fedtune.client.state_store import ClientStateStore
@@ -46,8 +45,9 @@ def _read_rows(run_dir: Path) -> list[dict]:
 
 
 def _quality_scores(run_dir: Path) -> dict[str, list[float]]:
-    """Each client's latest quality scores from its state store, where the run directory holds the
-    stores (the embedded engine; Flower nodes keep theirs at the sites)."""
+    """Each client's latest quality scores (one per training example, IFD's -inf included) from its
+    state store, where the run directory holds the stores (the embedded engine; Flower nodes keep
+    theirs at the sites)."""
     root = run_dir / "clients"
     store = ClientStateStore(root)
     store.round = 1 << 30  # the latest version of each
@@ -55,8 +55,14 @@ def _quality_scores(run_dir: Path) -> dict[str, list[float]]:
     for d in sorted(root.glob("client_*")):
         saved = store.get(int(d.name.split("_")[1]), SCORES)
         if saved is not None:
-            out[str(int(d.name.split("_")[1]))] = [s for s in saved["scores"].tolist() if math.isfinite(s)]
+            out[str(int(d.name.split("_")[1]))] = saved["scores"].tolist()
     return out
+
+
+def _noisy_examples(summary: dict) -> dict[str, list[int]]:
+    """Client id -> its corrupted training examples, where the data report knows them."""
+    clients = (summary.get("data") or {}).get("clients", {})
+    return {name.removeprefix("client_"): c["noisy"] for name, c in clients.items() if c.get("noisy")}
 
 
 def _summary_rows(summary: dict) -> list[list]:
@@ -109,6 +115,7 @@ def write_report(run_dir: str | Path) -> Path:
         _img(plots.safety(rows), "safety"),
         _img(plots.privacy(rows), "privacy spent"),
         _img(plots.quality_scores(_quality_scores(run_dir)), "quality scores"),
+        _img(plots.quality_noisy_vs_clean(_quality_scores(run_dir), _noisy_examples(summary)), "scores noisy vs clean"),
         _img(plots.selected_layers(rows), "selected layers"),
         _img(plots.eval_metric(rows, "canary_exposure", "Canary exposure (bits; higher = more memorized)"),
              "canary exposure"),

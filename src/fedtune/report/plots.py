@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib
 
@@ -142,6 +143,7 @@ def privacy(rows: list[dict]) -> bytes | None:
 
 def quality_scores(scores: dict[str, list[float]]) -> bytes | None:
     """Histogram of each client's latest data-quality scores (FedDQC's IRA, or a baseline's)."""
+    scores = {c: [v for v in s if math.isfinite(v)] for c, s in scores.items()}
     scores = {c: s for c, s in scores.items() if s}
     if not scores:
         return None
@@ -149,6 +151,28 @@ def quality_scores(scores: dict[str, list[float]]) -> bytes | None:
     for i, (client, values) in enumerate(list(scores.items())[:10]):
         ax.hist(values, bins=20, histtype="step", color=f"C{i}", label=f"client {client}")
     ax.set(xlabel="score (higher: kept first)", ylabel="examples", title="Data-quality scores per client")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def quality_noisy_vs_clean(scores: dict[str, list[float]], noisy: dict[str, list[int]]) -> bytes | None:
+    """Histogram of the quality scores of the corrupted examples against the clean ones, over the
+    clients with known noise (the built-in suite's ``noise_rate``): what a good score separates."""
+    bad, good = [], []
+    for client, values in scores.items():
+        corrupted = set(noisy.get(client, ()))
+        if not corrupted:
+            continue
+        for i, v in enumerate(values):
+            if math.isfinite(v):
+                (bad if i in corrupted else good).append(v)
+    if not bad or not good:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.hist(good, bins=20, alpha=0.6, color="tab:green", label=f"clean ({len(good)})")
+    ax.hist(bad, bins=20, alpha=0.6, color="tab:red", label=f"corrupted ({len(bad)})")
+    ax.set(xlabel="score (higher: kept first)", ylabel="examples",
+           title="Quality scores: corrupted vs clean examples (noisy clients)")
     ax.legend(fontsize=7)
     return _png(fig)
 
