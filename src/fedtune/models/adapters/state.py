@@ -29,27 +29,17 @@ def set_adapter(model, state: AdapterState) -> None:
 
 
 def adapter_parameters(model) -> dict[str, torch.nn.Parameter]:
-    """Adapter-state key -> live trainable Parameter (the mapping hooks and optimizers use)."""
-    keys = set(get_adapter_keys(model))
+    """Adapter-state key -> live trainable Parameter (the mapping hooks and optimizers use).
+    Matched by storage, not by name: peft renames some tensors in its state dict (DoRA's
+    ``lora_magnitude_vector.default.weight`` is ``lora_magnitude_vector`` there)."""
+    from peft import get_peft_model_state_dict
+
+    key_of = {t.data_ptr(): k for k, t in get_peft_model_state_dict(model).items()}
     params = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        key = _state_key(name)
-        if key in keys:
+    for p in model.parameters():
+        if p.requires_grad and (key := key_of.get(p.data_ptr())) is not None:
             params[key] = p
-    missing = keys - params.keys()
+    missing = set(key_of.values()) - params.keys()
     if missing:
         raise KeyError(f"adapter keys without a trainable parameter: {sorted(missing)[:3]}")
     return params
-
-
-def get_adapter_keys(model) -> list[str]:
-    from peft import get_peft_model_state_dict
-
-    return list(get_peft_model_state_dict(model).keys())
-
-
-def _state_key(param_name: str) -> str:
-    """peft parameter name -> state-dict key: drop the adapter name ('.default')."""
-    return param_name.replace(".default.", ".").replace(".default", "")
