@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -19,6 +21,18 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.python_version()}"
+
+
+def suite_arguments(description: str, rounds: int = 4, steps: int = 4) -> argparse.ArgumentParser:
+    """A parser with the options the suite benchmarks share: the model, clients, rounds, local
+    steps and the output directory."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--out", type=Path, default=None)
+    return p
 
 
 def suite_grid(clients: int, rounds: int, steps: int, rules: str = "echo,bracket,suffix,swap,reverse") -> list[str]:

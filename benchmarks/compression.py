@@ -11,13 +11,12 @@ writes a comparison report with the exact-match-against-bytes plot.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine, suite_grid
+from common import machine, suite_arguments, suite_grid
 
 from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
@@ -35,13 +34,8 @@ def codec(scheme: str) -> dict | str:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--steps", type=int, default=4)
+    p = suite_arguments(__doc__.splitlines()[0], rounds=4, steps=4)
     p.add_argument("--schemes", default="none,fp16,bf16,int8,topk1,topk1-noef,topk10,topk10-noef")
-    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="compression-"))
     base = [f"model.name={args.model}", *suite_grid(args.clients, args.rounds, args.steps, "echo,bracket,suffix,swap"),

@@ -17,14 +17,13 @@ without DP and with DP-SGD (``sampling: shuffle``, so both see the same batches)
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine, suite_grid
+from common import machine, suite_arguments, suite_grid
 
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
@@ -78,11 +77,7 @@ def throughput(cfg, loaded, repeats: int = 3) -> tuple[float, float]:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=4)
+    p = suite_arguments(__doc__.splitlines()[0], rounds=3, steps=4)
     p.add_argument("--epsilons", default="inf,8,4,1")
     p.add_argument("--modes", default="client_fixed,client_adaptive,sample")
     p.add_argument("--clip", type=float, default=10.0, help="client-level clipping norm C (initial C if adaptive)")
@@ -91,7 +86,6 @@ def main():
     p.add_argument("--no-baseline", action="store_true", help="skip the run without DP")
     p.add_argument("--part", choices=["all", "runs", "throughput"], default="all",
                    help="the ε table, the throughput table, or both (time the throughput alone on the machine)")
-    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="privacy-"))
     base = [f"model.name={args.model}", *suite_grid(args.clients, args.rounds, args.steps, "echo,bracket,suffix,swap"),

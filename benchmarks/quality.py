@@ -14,13 +14,12 @@ kept examples on the noisy clients against the clean ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine, suite_grid
+from common import machine, suite_arguments, suite_grid
 
 from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
@@ -36,14 +35,9 @@ def quality(setting: str) -> dict | None:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--clients", type=int, default=4)
+    p = suite_arguments(__doc__.splitlines()[0], rounds=6, steps=4)
     p.add_argument("--noise", default="0,0.3,0.5,0")
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--steps", type=int, default=4)
     p.add_argument("--settings", default="none,random,ifd,loss,ira,ira-staged")
-    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="quality-"))
     noise = [float(x) for x in args.noise.split(",")]

@@ -14,13 +14,12 @@ Prints a markdown table and writes a comparison report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine, suite_grid
+from common import machine, suite_arguments, suite_grid
 
 from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
@@ -30,15 +29,10 @@ from fedtune.report.html import write_comparison_report
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--steps", type=int, default=4)
+    p = suite_arguments(__doc__.splitlines()[0], rounds=4, steps=4)
     p.add_argument("--budgets", default="1,4")
     p.add_argument("--strategies", default="top,bottom,both,client_top,strategic")
     p.add_argument("--balance", type=float, default=0.5)
-    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="selective-"))
     base = [f"model.name={args.model}", *suite_grid(args.clients, args.rounds, args.steps, "echo,bracket,suffix,swap"),
