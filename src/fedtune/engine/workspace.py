@@ -21,7 +21,7 @@ from fedtune.data.tokenize import (
     tokenize_train,
 )
 from fedtune.models.adapters import attach_adapter
-from fedtune.models.adapters.state import get_adapter, set_adapter
+from fedtune.models.adapters.state import get_adapter, set_adapter, soft_prompt
 from fedtune.models.loader import LoadedModel, load_base
 
 
@@ -89,8 +89,8 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
     Preference data is tokenized as pairs for training; its test sets are tokenized both as SFT
     records answering with the chosen response (for exact match) and as pairs (reward accuracy)."""
     loaded = loaded or load_base(cfg.model)
-    if hasattr(loaded.model, "peft_config"):  # reused by an earlier run: drop its adapter layers (no merge)
-        loaded.model = loaded.model.unload()
+    if hasattr(loaded.model, "peft_config"):  # reused by an earlier run: drop its adapter (no merge)
+        loaded.model = loaded.model.get_base_model() if soft_prompt(loaded.model) else loaded.model.unload()
     model = attach_adapter(loaded.model, cfg.model.adapter, seed=cfg.seed)
     loaded.model = model
     if initial_adapter is not None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from fedtune.data.tokenize import TokenizedSet
 from fedtune.eval.registry import METRICS, Metric
-from fedtune.models.logprobs import IGNORE, causal_parts, collate
+from fedtune.models.logprobs import IGNORE, causal_parts, collate, decoder_hidden
 from fedtune.precision import autocast
 
 
@@ -34,7 +34,7 @@ class EvalResult:
 @torch.no_grad()
 def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32, bf16: bool = False) -> EvalResult:
     model.eval()
-    decoder, lm_head = causal_parts(model)
+    _, lm_head = causal_parts(model)
     order = sorted(range(len(tokens)), key=lambda i: len(tokens.input_ids[i]))  # little padding
     correct = [False] * len(tokens)
     loss_sum, count = 0.0, 0
@@ -42,7 +42,7 @@ def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32,
         idx = order[start : start + batch_size]
         batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id)
         with autocast(bf16):
-            hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            hidden = decoder_hidden(model, batch)
         targets = batch["labels"][:, 1:]
         keep = targets != IGNORE
         logits = lm_head(hidden[:, :-1][keep]).float()

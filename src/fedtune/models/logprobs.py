@@ -38,10 +38,25 @@ def causal_parts(model):
     return getattr(causal, causal.base_model_prefix), causal.get_output_embeddings()
 
 
+def decoder_hidden(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The decoder's last hidden states at the batch's positions. With a soft-prompt adapter
+    (prompt tuning, P-tuning) its virtual tokens go in front, as peft's own forward puts them,
+    and their positions are cut from the result; with the adapter disabled they are left out."""
+    decoder, _ = causal_parts(model)
+    config = model.active_peft_config if hasattr(model, "active_peft_config") else None
+    if config is None or not config.is_prompt_learning or model._adapters_disabled:
+        return decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    embeds = decoder.get_input_embeddings()(batch["input_ids"])
+    prompts = model.get_prompt(batch_size=embeds.shape[0]).to(embeds.dtype)
+    mask = torch.cat([batch["attention_mask"].new_ones(embeds.shape[0], prompts.shape[1]), batch["attention_mask"]], 1)
+    hidden = decoder(inputs_embeds=torch.cat([prompts, embeds], 1), attention_mask=mask).last_hidden_state
+    return hidden[:, prompts.shape[1]:]
+
+
 def response_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits at the positions that predict a label, those labels, and each one's row (flattened)."""
-    decoder, lm_head = causal_parts(model)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    _, lm_head = causal_parts(model)
+    hidden = decoder_hidden(model, batch)
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
     return lm_head(hidden[:, :-1][keep]), targets[keep], keep.nonzero()[:, 0]

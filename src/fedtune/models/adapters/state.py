@@ -11,10 +11,22 @@ import torch
 from fedtune.adapter_state import AdapterState
 
 
+def soft_prompt(model) -> bool:
+    """Whether the adapter is a soft prompt (prompt tuning, P-tuning): peft's state dict then
+    holds the prompt *computed* from its encoder, so fedtune moves the encoder's parameters."""
+    return getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
+
+
+def _prompt_parameters(model) -> dict[str, torch.nn.Parameter]:
+    return {f"prompt_encoder.{n}": p for n, p in model.prompt_encoder[model.active_adapter].named_parameters()}
+
+
 def get_adapter(model) -> AdapterState:
     """The adapter tensors (peft key names, without the adapter name), detached copies."""
     from peft import get_peft_model_state_dict
 
+    if soft_prompt(model):
+        return {k: p.detach().clone() for k, p in _prompt_parameters(model).items()}
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
@@ -22,6 +34,14 @@ def set_adapter(model, state: AdapterState) -> None:
     """Load adapter tensors into the model in place; every key must match."""
     from peft import set_peft_model_state_dict
 
+    if soft_prompt(model):
+        params = _prompt_parameters(model)
+        if state.keys() != params.keys():
+            raise KeyError(f"adapter keys not in the model: {sorted(state.keys() ^ params.keys())[:3]}")
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(state[k])
+        return
     result = set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", None) or []
     if unexpected:
@@ -34,6 +54,8 @@ def adapter_parameters(model) -> dict[str, torch.nn.Parameter]:
     ``lora_magnitude_vector.default.weight`` is ``lora_magnitude_vector`` there)."""
     from peft import get_peft_model_state_dict
 
+    if soft_prompt(model):
+        return {k: p for k, p in _prompt_parameters(model).items() if p.requires_grad}
     key_of = {t.data_ptr(): k for k, t in get_peft_model_state_dict(model).items()}
     params = {}
     for p in model.parameters():
