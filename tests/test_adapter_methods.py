@@ -19,8 +19,10 @@ from fedtune.models.logprobs import causal_parts, collate, decoder_hidden
 
 # what each method's tensors are called in the adapter state
 OWN_TENSORS = {"lora": ("lora_A", "lora_B"), "dora": ("lora_A", "lora_B", "lora_magnitude_vector"), "ia3": ("ia3_l",),
-               "prompt": ("prompt_encoder.embedding",), "p-tuning": ("prompt_encoder.",)}
-PEFT_TYPE = {"lora": "LORA", "dora": "LORA", "ia3": "IA3", "prompt": "PROMPT_TUNING", "p-tuning": "P_TUNING"}
+               "prompt": ("prompt_encoder.embedding",), "p-tuning": ("prompt_encoder.",),
+               "prefix": ("prompt_encoder.embedding",)}
+PEFT_TYPE = {"lora": "LORA", "dora": "LORA", "ia3": "IA3", "prompt": "PROMPT_TUNING", "p-tuning": "P_TUNING",
+             "prefix": "PREFIX_TUNING"}
 
 
 def test_every_registered_method_is_covered():
@@ -56,7 +58,7 @@ def _last_global(cfg) -> dict:
     return load_file(str(ckpt / (ckpt / "LATEST").read_text().strip() / "global_adapter.safetensors"))
 
 
-@pytest.mark.parametrize("method", ["prompt", "p-tuning"])
+@pytest.mark.parametrize("method", ["prompt", "p-tuning", "prefix"])
 def test_a_soft_prompt_forward_is_peft_own(tmp_path, loaded, method):
     """fedtune's decoder pass (virtual tokens in front, their positions cut) gives the logits of
     peft's own forward at every real position; with the adapter disabled, the base model's."""
@@ -68,7 +70,8 @@ def test_a_soft_prompt_forward_is_peft_own(tmp_path, loaded, method):
     _, lm_head = causal_parts(model)
     with torch.no_grad():
         ours = lm_head(decoder_hidden(model, batch))
-        theirs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 5:]
+        theirs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        theirs = theirs if method == "prefix" else theirs[:, 5:]  # prefixes live in the cache, not the sequence
         assert torch.allclose(ours[real], theirs[real], atol=1e-5)
         with model.disable_adapter():
             plain = model.get_base_model()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

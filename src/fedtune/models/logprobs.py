@@ -41,11 +41,17 @@ def causal_parts(model):
 def decoder_hidden(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The decoder's last hidden states at the batch's positions. With a soft-prompt adapter
     (prompt tuning, P-tuning) its virtual tokens go in front, as peft's own forward puts them,
-    and their positions are cut from the result; with the adapter disabled they are left out."""
+    and their positions are cut from the result; prefix tuning's key/value prefixes go in the
+    attention cache; with the adapter disabled neither is added."""
     decoder, _ = causal_parts(model)
     config = model.active_peft_config if hasattr(model, "active_peft_config") else None
     if config is None or not config.is_prompt_learning or model._adapters_disabled:
         return decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    if config.peft_type.value == "PREFIX_TUNING":  # key/value prefixes in every layer's cache
+        n, v = batch["input_ids"].shape[0], config.num_virtual_tokens
+        mask = torch.cat([batch["attention_mask"].new_ones(n, v), batch["attention_mask"]], 1)
+        return decoder(input_ids=batch["input_ids"], attention_mask=mask,
+                       past_key_values=model.get_prompt(batch_size=n), use_cache=True).last_hidden_state
     embeds = decoder.get_input_embeddings()(batch["input_ids"])
     prompts = model.get_prompt(batch_size=embeds.shape[0]).to(embeds.dtype)
     mask = torch.cat([batch["attention_mask"].new_ones(embeds.shape[0], prompts.shape[1]), batch["attention_mask"]], 1)
