@@ -10,13 +10,10 @@ import pytest
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# `make test` runs two pytest-xdist workers on the 2-core CI machine, one torch thread each, so
-# they do not fight over the cores. The Flower tests run real SuperLink/SuperNode processes and
-# mostly wait on them; they form two groups, each kept on one worker: the simulation engine's
-# (Ray: never two at once) and the deployment engine's (SuperLinks on free ports).
-FLOWER_GROUPS = {"test_flower_simulation.py": "flower-simulation", "test_flower_deployment.py": "flower-deployment",
-                 "test_flower_faults.py": "flower-deployment", "test_flower_secagg.py": "flower-deployment",
-                 "test_resident_trainer.py": "flower-deployment"}
+# `make test` runs two pytest-xdist workers on the 2-core CI machine: one torch thread each, so
+# they do not fight over the cores; the Flower tests (real SuperLink/SuperNode processes, mostly
+# waiting on them) stay together on one worker, so no two Ray or SuperLink setups overlap.
+FLOWER_TESTS = ("test_flower_", "test_resident_trainer")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
@@ -25,8 +22,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if group := FLOWER_GROUPS.get(item.path.name):
-            item.add_marker(pytest.mark.xdist_group(group))
+        if item.path.name.startswith(FLOWER_TESTS):
+            item.add_marker(pytest.mark.xdist_group("flower"))
 
 
 @pytest.fixture(scope="session")
