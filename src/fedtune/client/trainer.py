@@ -74,7 +74,8 @@ class LocalTrainer:
         keys = instruction.train_keys(params)
         if keys is None:
             return self._train(instruction, data, params)
-        frozen = [p for k, p in params.items() if k not in set(keys)]
+        chosen = set(keys)
+        frozen = [p for k, p in params.items() if k not in chosen]
         for p in frozen:  # selective layers: only the chosen layers' tensors train (and travel)
             p.requires_grad_(False)
         try:
