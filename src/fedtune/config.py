@@ -27,6 +27,7 @@ from fedtune.data.config import DataConfig
 from fedtune.defenses.config import DefenseConfig
 from fedtune.eval.config import EvalConfig
 from fedtune.models.config import ModelConfig
+from fedtune.offsite import OFFSITE
 from fedtune.privacy import PrivacyConfig
 from fedtune.quality import QualityConfig
 from fedtune.schema import CHOICE_ERROR, TAGS, ConfigError, Registry, Section
@@ -84,6 +85,10 @@ class RunConfig(Section):
     # Selective layer fine-tuning: which transformer layers each client trains and sends, e.g.
     # {layers: 2, strategy: strategic, balance: 0.5} (docs/selective.md); null = every layer.
     selective: SelectiveConfig | None = None
+    # Tuning without the model: clients train a stand-in the server builds from it, e.g.
+    # {method: emulator, bottom: 2, top: 2, drop_ratio: 0.5} (offsite-tuning) or {method: fedsp}
+    # (docs/offsite.md); null = clients train the model itself.
+    offsite: OFFSITE.choice(optional=True) = None
     # Differential privacy and secure aggregation, e.g. {client_level: {clip_norm: 1.0, target_epsilon: 8}}.
     privacy: PrivacyConfig = PrivacyConfig()
     eval: EvalConfig = EvalConfig()
@@ -249,6 +254,30 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     _check_secure_aggregation(cfg, source)
     _check_compression(cfg, source)
     _check_selective(cfg, source)
+    _check_offsite(cfg, source)
+
+
+# the adapters each client-model method can carry: the emulator's sit in its adapter layers, FedSP's is a prompt
+OFFSITE_ADAPTERS = {"emulator": ("lora", "dora"), "fedsp": ("prefix", "prompt", "p-tuning")}
+
+
+def _check_offsite(cfg: RunConfig, source: str) -> None:
+    """What a client model (emulator, FedSP's auxiliary model) can be combined with."""
+    off = cfg.offsite
+    if off is None:
+        return
+    key = f"{source}: 'offsite'"
+    allowed = OFFSITE_ADAPTERS[off.method]
+    if cfg.model.adapter.method not in allowed:
+        raise ConfigError(f"{key}: {off.method} trains a {' / '.join(allowed)} adapter "
+                          f"(model.adapter.method is {cfg.model.adapter.method})")
+    if cfg.selective is not None:
+        raise ConfigError(f"{key}: selective layers choose among the model's layers; drop `selective`")
+    if cfg.defense.posthoc is not None:
+        raise ConfigError(f"{key}: defense.posthoc fine-tunes on the server's model; drop one of them")
+    if off.method == "fedsp" and cfg.privacy.sample_level is not None:
+        raise ConfigError(f"{key}: FedSP's clients train their auxiliary model without DP-SGD, and the prompt "
+                          "they send is trained on it; drop privacy.sample_level")
 
 
 def _check_selective(cfg: RunConfig, source: str) -> None:

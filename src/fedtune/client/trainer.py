@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from fedtune.adapter_state import AdapterState
+from fedtune.client.alternating import alternating_round
 from fedtune.client.batching import draw_indices, length_grouped_batches, round_rng
 from fedtune.client.gradient_probe import PROBE, gradient_probe
 from fedtune.client.hooks import build_hooks
@@ -49,12 +50,15 @@ class LocalData:
 
 class LocalTrainer:
     """``reference`` (preference objectives): None = the base model (adapter disabled), or a
-    frozen adapter state such as the SFT stage's result."""
+    frozen adapter state such as the SFT stage's result. ``personal_start`` (FedSP): the model
+    weights a client starts from; each client then trains its own copy of them, alternating with
+    the adapter (``fedtune.client.alternating``)."""
 
     def __init__(self, model, tokenizer, cfg: TrainConfig, store: ClientStateStore, seed: int = 0,
                  reference: AdapterState | None = None, privacy: "SampleLevelPrivacy | None" = None,
-                 quality: "DataQuality | None" = None):
+                 quality: "DataQuality | None" = None, personal_start: AdapterState | None = None):
         self.model, self.tokenizer, self.cfg, self.store, self.seed = model, tokenizer, cfg, store, seed
+        self.personal_start = personal_start
         self.privacy = privacy  # DP-SGD settings, or None
         self.quality = quality  # data-quality control (FedDQC), or None
         self.bf16 = use_bf16(cfg.bf16)
@@ -69,6 +73,8 @@ class LocalTrainer:
         importance) the probe's statistics instead."""
         if PROBE in instruction.config:
             return gradient_probe(self, instruction, start, data)
+        if self.personal_start is not None:
+            return alternating_round(self, instruction, start, data)
         set_adapter(self.model, start)
         params = adapter_parameters(self.model)
         keys = instruction.train_keys(params)
@@ -84,13 +90,16 @@ class LocalTrainer:
             for p in frozen:
                 p.requires_grad_(True)
 
-    def _train(self, instruction: ClientInstruction, data: LocalData, params) -> ClientUpdate:
+    def _train(self, instruction: ClientInstruction, data: LocalData, params, federated: bool = True) -> ClientUpdate:
+        """``instruction.steps`` steps on ``params``; ``federated=False`` trains weights that never
+        leave the client (FedSP's model phase): no FL hooks, no persisted optimizer state."""
         started = time.perf_counter()
         cfg = self.cfg
+        persist = federated and cfg.optimizer_state == "persist"
         optimizer = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer_state == "persist":
+        if persist:
             self._load_optimizer(optimizer, params, instruction.client_id)
-        hooks = build_hooks(instruction, self.store)
+        hooks = build_hooks(instruction, self.store) if federated else []
         for hook in hooks:
             hook.on_round_start(params, instruction)
 
@@ -142,7 +151,7 @@ class LocalTrainer:
         compute_seconds = time.perf_counter() - compute_started
         self.objective.end_round(self)
 
-        if cfg.optimizer_state == "persist":
+        if persist:
             self._save_optimizer(optimizer, params, instruction.client_id)
         update = ClientUpdate(
             client_id=instruction.client_id,

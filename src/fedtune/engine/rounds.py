@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from fedtune import adapter_state as ops
@@ -37,6 +37,7 @@ from fedtune.selective.coordinator import layer_selection
 if TYPE_CHECKING:
     from fedtune.engine.workspace import Workspace
 
+CLIENT_ADAPTER = "client_adapter"  # run-directory folder of the travelling adapter on the client model (offsite)
 PERSONAL = "personal_adapter"  # ClientStateStore name of a client's own adapter (strategies with personal_adapters)
 
 log = logging.getLogger("fedtune")
@@ -93,7 +94,11 @@ class RoundLoop:
                                                    seed=cfg.seed, privacy=self.privacy)
         self.stopped: str | None = None  # why the run ended before its last round (the privacy budget)
         self.store = store or ClientStateStore(run_dir.clients)
-        self.evaluator = Evaluator(cfg, ws, ws.dpo_reference(cfg.train))
+        reference = ws.dpo_reference(cfg.train)
+        self.evaluator = Evaluator(cfg, ws, ws.to_server(reference) if reference is not None else None)
+        self.client_evaluator = None  # offsite: the client model's own score too (FS-LLM's emulator.*)
+        if ws.client is not None and ws.client.label:
+            self.client_evaluator = Evaluator(cfg, replace(ws, model=ws.client.model), reference)
         self.min_replies = min_replies
         self.defense = None
         if cfg.defense.posthoc is not None:
@@ -144,11 +149,16 @@ class RoundLoop:
 
     def evaluate(self, global_adapter: AdapterState) -> dict:
         """The evaluation of this round's result: the global adapter, or the mean over clients'
-        own adapters for a strategy with personal adapters."""
+        own adapters for a strategy with personal adapters — on the server's model (with offsite,
+        the adapter plugged into the full model; the client model's own score beside it)."""
+        server = self.ws.to_server
         if self.strategy.personal_adapters:
-            return self.evaluator.evaluate_personal({c: self._personal(c, global_adapter)
+            return self.evaluator.evaluate_personal({c: server(self._personal(c, global_adapter))
                                                      for c in range(len(self.ws.train_tokens))})
-        return self.evaluator.evaluate(global_adapter)
+        out = self.evaluator.evaluate(server(global_adapter))
+        if self.client_evaluator is not None:
+            out[self.ws.client.label] = self.client_evaluator.evaluate(global_adapter)["global"]
+        return out
 
     def _personal(self, client: int, global_adapter: AdapterState) -> AdapterState:
         """A client's own adapter (the global start until it has trained)."""
@@ -306,13 +316,20 @@ class RoundLoop:
             summary["privacy"] = _privacy_summary(rows)
         if self.stopped:
             summary["stopped"] = self.stopped
-        set_adapter(self.ws.model, global_adapter)
+        set_adapter(self.ws.model, self.ws.to_server(global_adapter))
         self.ws.model.save_pretrained(str(self.run_dir.path / "adapter"))
+        if self.ws.client is not None:  # the adapter as it travelled, on the client model
+            set_adapter(self.ws.client.model, global_adapter)
+            self.ws.client.model.save_pretrained(str(self.run_dir.path / CLIENT_ADAPTER))
+            layout = self.ws.client.layout
+            summary["offsite"] = {"method": layout["method"], "client_model": str(self.ws.client.directory),
+                                  "client_adapter": f"{CLIENT_ADAPTER}/",
+                                  "distill_loss": layout["distill_losses"][::max(1, len(layout["distill_losses"]) - 1)]}
         if self.strategy.personal_adapters:
             for c in range(len(self.ws.train_tokens)):
                 personal = self.store.get(c, PERSONAL)
                 if personal is not None:
-                    set_adapter(self.ws.model, personal)
+                    set_adapter(self.ws.model, self.ws.to_server(personal))
                     self.ws.model.save_pretrained(str(self.run_dir.path / "adapters" / f"client_{c}"))
             summary["adapter"] = "adapters/client_<i>/ (one per client; adapter/ is the untrained start)"
         self.run_dir.write_json("summary.json", summary)

@@ -15,6 +15,7 @@ from fedtune.adapter_state import AdapterState
 from fedtune.cache import cache_root
 from fedtune.config import ConfigError, RunConfig
 from fedtune.engine.progress import Progress
+from fedtune.engine.rounds import CLIENT_ADAPTER
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.simulation import Simulation
 from fedtune.engine.workspace import Workspace, build_workspace, fit_federation
@@ -59,7 +60,9 @@ def run_stages(cfg: RunConfig, resume: bool, run_stage: Callable[[RunConfig, Ada
             summary = json.loads(done.read_text())
         else:
             summary = run_stage(stage, adapter)
-        adapter = adapter_state.load(stage.run_dir() / "adapter" / "adapter_model.safetensors")
+        travelled = stage.run_dir() / CLIENT_ADAPTER  # offsite: the client model's adapter starts the next stage
+        folder = travelled if travelled.is_dir() else stage.run_dir() / "adapter"
+        adapter = adapter_state.load(folder / "adapter_model.safetensors")
         summaries.append(summary)
     final = dict(summaries[-1])
     final.update({"name": cfg.name, "stages": [s["name"] for s in summaries],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
+from fedtune.client.alternating import snapshot
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
 from fedtune.compression.transport import received_start
@@ -49,9 +50,10 @@ class Simulation(RoundLoop):
     def __init__(self, cfg: RunConfig, ws: Workspace, run_dir: RunDir, progress: Progress | None = None):
         progress = progress or Progress(enabled=False)
         store = ClientStateStore(run_dir.clients)
-        self.trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
+        personal = snapshot(ws.client.model) if ws.client is not None and ws.client.personal_model else None
+        self.trainer = LocalTrainer(ws.trained_model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
                                     reference=ws.dpo_reference(cfg.train), privacy=sample_level_privacy(cfg),
-                                    quality=data_quality(cfg))
+                                    quality=data_quality(cfg), personal_start=personal)
         clients = EmbeddedClients(self.trainer, [], progress)
         super().__init__(cfg, ws, run_dir, clients, progress=progress, store=store)
         if self.strategy.pools_data:  # one client (id 0) holding every client's data

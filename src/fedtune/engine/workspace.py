@@ -23,6 +23,7 @@ from fedtune.data.tokenize import (
 from fedtune.models.adapters import attach_adapter
 from fedtune.models.adapters.state import get_adapter, set_adapter, soft_prompt
 from fedtune.models.loader import LoadedModel, load_base
+from fedtune.offsite import ClientSide, build_client_side
 
 
 @dataclass
@@ -38,7 +39,18 @@ class Workspace:
     initial_adapter: AdapterState
     data_report: dict = field(default_factory=dict)
     global_test_pairs: PreferenceTokens | None = None  # preference runs: held-out pairs
+    # offsite: the clients' stand-in for ``model`` (emulator, FedSP's auxiliary model); the
+    # adapters that travel are its adapters, ``initial_adapter`` too
+    client: ClientSide | None = None
 
+    @property
+    def trained_model(self):
+        """The model the clients train: the client model with ``offsite``, else ``model``."""
+        return self.client.model if self.client is not None else self.model
+
+    def to_server(self, adapter: AdapterState) -> AdapterState:
+        """A travelling adapter as the server's ``model`` takes it (offsite's plug-in)."""
+        return self.client.to_server(adapter) if self.client is not None else adapter
     def dpo_reference(self, train: TrainConfig) -> AdapterState | None:
         """The preference objectives' reference: None = the base model (adapter disabled), or the
         adapter this run started from (``train.objective.reference: start``)."""
@@ -91,12 +103,16 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
     loaded = loaded or load_base(cfg.model)
     if hasattr(loaded.model, "peft_config"):  # reused by an earlier run: drop its adapter (no merge)
         loaded.model = loaded.model.get_base_model() if soft_prompt(loaded.model) else loaded.model.unload()
-    model = attach_adapter(loaded.model, cfg.model.adapter, seed=cfg.seed)
-    loaded.model = model
-    if initial_adapter is not None:
-        set_adapter(model, initial_adapter)
     tok = loaded.tokenizer
     apply_template(tok, getattr(cfg.data, "template", None))
+    client, server_layers = None, None
+    if cfg.offsite is not None:  # the owner builds (or loads) the clients' stand-in from its model
+        client, server_layers = build_client_side(cfg, loaded.model, tok)
+    model = attach_adapter(loaded.model, cfg.model.adapter, seed=cfg.seed, layers=server_layers)
+    loaded.model = model
+    trained = client.model if client is not None else model
+    if initial_adapter is not None:
+        set_adapter(trained, initial_adapter)
     data = build_data(cfg, loaded, cache_dir)
     tokens_dir = cache_dir / "tokens" if cache_dir else None
     ml, sp = cfg.data.max_length, cfg.data.system_prompt
@@ -123,4 +139,4 @@ def build_workspace(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir
         if noisy := noisy_examples(c.train, t):  # the suite's corrupted records, where it made some
             clients[c.name]["noisy"] = noisy
     report = {**data.report, "steps": steps, "clients": clients}
-    return Workspace(model, tok, data, train, test, global_test, get_adapter(model), report, pairs)
+    return Workspace(model, tok, data, train, test, global_test, get_adapter(trained), report, pairs, client)

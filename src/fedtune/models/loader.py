@@ -111,8 +111,8 @@ def gguf_model(path: Path):
                            lambda d: AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32))
 
 
-def tiny_random(tokenizer=None, seed: int = 0) -> LoadedModel:
-    """A tiny random Llama (hidden 64, 2 layers) that shares the real chat tokenizer."""
+def tiny_random(tokenizer=None, seed: int = 0, layers: int = 2) -> LoadedModel:
+    """A tiny random Llama (hidden 64, 2 layers by default) that shares the real chat tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     _quiet_transformers()
@@ -121,7 +121,7 @@ def tiny_random(tokenizer=None, seed: int = 0) -> LoadedModel:
         vocab_size=len(tok),
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
