@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import re
+from pathlib import Path
 
+from fedtune.client.alternating import snapshot
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
 from fedtune.compression.transport import received_start
@@ -23,27 +25,49 @@ from fedtune.flower.node_data import local_data
 from fedtune.flower.wire import TrainJob
 from fedtune.models.adapters import attach_adapter
 from fedtune.models.loader import LoadedModel
+from fedtune.offsite import load_client_side
 from fedtune.privacy.dp_sgd import sample_level_privacy
 from fedtune.protocol import ClientUpdate
 from fedtune.quality.feddqc import data_quality
 
 log = logging.getLogger("fedtune")
 _MODELS: dict[str, LoadedModel] = {}  # model config -> the LoRA model and its tokenizer (the latest only)
+_PERSONAL_START: dict[str, dict] = {}  # model config -> FedSP's starting weights of its client model
 _DATA: dict[str, LocalData] = {}  # (data config, node) -> tokenized training data
 
 
+def _model_key(cfg: RunConfig) -> str:
+    return json.dumps([cfg.model.model_dump(mode="json"), cfg.offsite and cfg.offsite.model_dump(mode="json")],
+                      sort_keys=True)
+
+
 def model_for(cfg: RunConfig) -> LoadedModel:
-    """The model with its adapter and the tokenizer for ``cfg.model``, loaded on first use in this process."""
-    key = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
+    """The model with its adapter and the tokenizer for ``cfg.model``, loaded on first use in this
+    process; with ``offsite``, the client model the server saved (the owner's model never loads here)."""
+    key = _model_key(cfg)
     if key not in _MODELS:
-        from fedtune.models.loader import load_base
+        from fedtune.models.loader import load_base, load_tokenizer
 
         _MODELS.clear()  # one model at a time: a long-lived process may serve many runs
-        log.info("loading base model %s (process %d)", cfg.model.name, os.getpid())
-        loaded = load_base(cfg.model)
-        loaded.model = attach_adapter(loaded.model, cfg.model.adapter, seed=cfg.seed)
+        _PERSONAL_START.clear()
+        if cfg.offsite is not None:
+            log.info("loading the client model %s (process %d)", cfg.offsite.client_model, os.getpid())
+            client = load_client_side(cfg, Path(cfg.offsite.client_model))
+            loaded = LoadedModel(client.model, load_tokenizer(cfg.model.name, cfg.model.gguf_file, cfg.model.revision),
+                                 cfg.model.name)
+            if client.personal_model:  # FedSP: the weights each client's own copy starts from
+                _PERSONAL_START[key] = snapshot(client.model)
+        else:
+            log.info("loading base model %s (process %d)", cfg.model.name, os.getpid())
+            loaded = load_base(cfg.model)
+            loaded.model = attach_adapter(loaded.model, cfg.model.adapter, seed=cfg.seed)
         _MODELS[key] = loaded
     return _MODELS[key]
+
+
+def personal_start(cfg: RunConfig) -> dict | None:
+    """FedSP's starting model weights of the loaded client model (``model_for`` first), else None."""
+    return _PERSONAL_START.get(_model_key(cfg))
 
 
 def data_for(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel) -> LocalData:
@@ -89,6 +113,7 @@ def train(job: TrainJob, node: NodeSettings, flower_run_id: int) -> ClientUpdate
     if cfg.train.reference == "start" and job.reference is None:
         raise NodeConfigError("train.objective.reference=start, but the server sent no reference adapter")
     trainer = LocalTrainer(loaded.model, loaded.tokenizer, cfg.train, store, seed=cfg.seed, reference=job.reference,
-                           privacy=sample_level_privacy(cfg), quality=data_quality(cfg))
+                           privacy=sample_level_privacy(cfg), quality=data_quality(cfg),
+                           personal_start=personal_start(cfg))
     return trainer.train(ins, received_start(ins, job.start), data)
 

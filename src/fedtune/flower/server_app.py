@@ -24,6 +24,7 @@ from fedtune.engine.workspace import build_workspace, fit_federation
 from fedtune.flower.app_config import AppSettings
 from fedtune.flower.grid_clients import FlowerClients
 from fedtune.flower.secure_clients import SecureAggregatedClients
+from fedtune.offsite import for_clients
 
 log = logging.getLogger("fedtune")
 app = ServerApp()
@@ -86,7 +87,7 @@ def run_single(grid: Grid, settings: AppSettings, cfg: RunConfig, loaded=None, i
     clients.announce()  # nodes start their ClientApps to answer while the workspace is built
     ws = build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
     cfg = fit_federation(cfg, ws.data)
-    clients.use_config(cfg)
+    clients.use_config(for_clients(cfg, ws.client))  # offsite: the nodes load the saved client model
     clients.reference = ws.dpo_reference(cfg.train)
     run_dir.write_json("data_report.json", ws.data_report)
     loop = RoundLoop(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies,

@@ -2,6 +2,12 @@
 (offsite-tuning's emulator, FedSP's auxiliary model) and only adapter tensors come back."""
 
 from fedtune.offsite import emulator, fedsp  # noqa: F401  (registers the methods)
-from fedtune.offsite.client_side import OFFSITE, ClientSide, build_client_side
+from fedtune.offsite.client_side import (
+    OFFSITE,
+    ClientSide,
+    build_client_side,
+    for_clients,
+    load_client_side,
+)
 
-__all__ = ["OFFSITE", "ClientSide", "build_client_side"]
+__all__ = ["OFFSITE", "ClientSide", "build_client_side", "for_clients", "load_client_side"]

@@ -25,7 +25,7 @@ from fedtune.cache import cache_root
 from fedtune.data.sources import fingerprint
 from fedtune.models.adapters import attach_adapter
 from fedtune.offsite.layers import LAYOUT, load_client_model, save_client_model
-from fedtune.schema import Registry
+from fedtune.schema import ConfigError, Registry
 
 OFFSITE = Registry("offsite", tag="method")
 _BLOCK = re.compile(r"\.(layers|h)\.(\d+)\.")
@@ -105,7 +105,24 @@ def build_client_side(cfg, base, tokenizer) -> tuple[ClientSide, list[int] | Non
         if not directory.exists():
             os.replace(tmp, directory)
         shutil.rmtree(tmp, ignore_errors=True)
+    client = load_client_side(cfg, directory)
+    server = sorted(client.layout["server_layers"].values()) if client.layout["server_layers"] else None
+    return client, server
+
+
+def load_client_side(cfg, directory: Path) -> ClientSide:
+    """The saved client model in ``directory`` with the run's adapter (what a client loads)."""
     bare, layout = load_client_model(directory)
+    if layout["method"] != cfg.offsite.method:
+        raise ConfigError(f"offsite.client_model: {directory} holds a {layout['method']} client model, "
+                          f"not {cfg.offsite.method}")
     model = attach_adapter(bare, cfg.model.adapter, seed=cfg.seed, layers=layout["adapter_layers"])
-    server = sorted(layout["server_layers"].values()) if layout["server_layers"] else None
-    return ClientSide(model, directory, layout), server
+    return ClientSide(model, directory, layout)
+
+
+def for_clients(cfg, client: ClientSide | None):
+    """``cfg`` as the clients get it: naming the saved client model they load (never the owner's)."""
+    if client is None:
+        return cfg
+    offsite = cfg.offsite.model_copy(update={"client_model": str(client.directory.resolve())})
+    return cfg.model_copy(update={"offsite": offsite})
