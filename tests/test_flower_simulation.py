@@ -61,15 +61,22 @@ def test_simulation_engine_matches_embedded_engine(tmp_path, objective, referenc
 
 def test_sft_then_dpo_stages_on_flower_match_embedded(tmp_path):
     """A multi-stage config runs each stage as a run over the same Flower federation; the DPO
-    stage starts from, and is referenced to, the SFT stage's adapter."""
+    stage starts from, and is referenced to, the SFT stage's adapter. Both stages run FedSP: the
+    nodes load the auxiliary model the server saved, keep their own trained copy of it in their
+    state between rounds and stages' rounds, and send only the prefix."""
     stages = '[{train: {objective: sft}}, {train: {objective: {name: dpo, reference: start}}, federation: {rounds: 1}}]'
-    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", stages=stages)
+    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", stages=stages,
+                         offsite="{method: fedsp}", **{"model.adapter": "{method: prefix, num_virtual_tokens: 4}"})
     with Federation(tmp_path, simulation=True) as fed:
         out = fed.run(config, federation_config={"num-supernodes": 2, "client-resources-num-cpus": 1})
     assert "run finished" in out, out[-3000:]
     reference = embedded_run(config, tmp_path / "embedded-run")
     for stage in ("stage_0", "stage_1"):
         assert_adapters_close(final_adapter(tmp_path / "sim-run" / stage), final_adapter(reference / stage))
+        rows = read_rows(tmp_path / "sim-run" / stage)
+        assert all("model_loss" in m for r in rows for m in r["train"].values())  # FedSP's model phase ran
+        # the prefix only, in Flower's framing (the auxiliary model it trained is 12 MB per client)
+        assert rows[0]["bytes_up"] < 1.2 * read_rows(reference / stage)[0]["bytes_up"] < 20_000
     assert len(read_rows(tmp_path / "sim-run" / "stage_1")) == 1
 
 

@@ -76,6 +76,11 @@ class RunDir:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def latest_adapter(self) -> AdapterState:
+        """The global adapter of the latest checkpoint (fedtune's own state; no RNG restored)."""
+        ckpt = self.checkpoints / (self.checkpoints / "LATEST").read_text().strip()
+        return adapter_state.load(ckpt / "global_adapter.safetensors")
+
     def load_checkpoint(self) -> tuple[int, AdapterState, dict, dict] | None:
         latest = self.checkpoints / "LATEST"
         if not latest.exists():

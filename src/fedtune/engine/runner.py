@@ -10,12 +10,10 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from fedtune import adapter_state
 from fedtune.adapter_state import AdapterState
 from fedtune.cache import cache_root
 from fedtune.config import ConfigError, RunConfig
 from fedtune.engine.progress import Progress
-from fedtune.engine.rounds import CLIENT_ADAPTER
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.simulation import Simulation
 from fedtune.engine.workspace import Workspace, build_workspace, fit_federation
@@ -60,9 +58,9 @@ def run_stages(cfg: RunConfig, resume: bool, run_stage: Callable[[RunConfig, Ada
             summary = json.loads(done.read_text())
         else:
             summary = run_stage(stage, adapter)
-        travelled = stage.run_dir() / CLIENT_ADAPTER  # offsite: the client model's adapter starts the next stage
-        folder = travelled if travelled.is_dir() else stage.run_dir() / "adapter"
-        adapter = adapter_state.load(folder / "adapter_model.safetensors")
+        # the final global adapter in fedtune's own state (peft's saved form differs for soft
+        # prompts, and with offsite the adapter that travels is the client model's)
+        adapter = RunDir(stage.run_dir()).latest_adapter()
         summaries.append(summary)
     final = dict(summaries[-1])
     final.update({"name": cfg.name, "stages": [s["name"] for s in summaries],
