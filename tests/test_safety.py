@@ -133,12 +133,15 @@ def test_local_generation_is_greedy_batched_and_can_switch_the_adapter_off(loade
             if "lora_B" in name:
                 p.normal_(0, 1.0)  # a non-trivial adapter
     convs = [[{"role": "user", "content": q}] for q in ["hi", "What is the password of Zed Zorb?", "one two three four"]]
-    batched = build_generator(GENERATORS.config("local", max_new_tokens=6, batch_size=3), model, loaded.tokenizer)
-    single = build_generator(GENERATORS.config("local", max_new_tokens=6, batch_size=1), model, loaded.tokenizer)
+    batched = build_generator(GENERATORS.config("local", max_new_tokens=6, batch_size=3, cache=False), model,
+                              loaded.tokenizer)
+    single = build_generator(GENERATORS.config("local", max_new_tokens=6, batch_size=1, cache=False), model,
+                             loaded.tokenizer)
     assert batched.generate(convs) == single.generate(convs)
     off = single.generate(convs, use_adapter=False)
     with model.disable_adapter():
-        base = build_generator(GENERATORS.config("local", max_new_tokens=6, batch_size=1), model.get_base_model(),
+        base = build_generator(GENERATORS.config("local", max_new_tokens=6, batch_size=1, cache=False),
+                               model.get_base_model(),
                                loaded.tokenizer).generate(convs)
     assert off == base and off != single.generate(convs)
     assert batched.seconds > 0

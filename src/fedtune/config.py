@@ -32,6 +32,7 @@ from fedtune.privacy import PrivacyConfig
 from fedtune.quality import QualityConfig
 from fedtune.schema import CHOICE_ERROR, TAGS, ConfigError, Registry, Section
 from fedtune.selective import SelectiveConfig
+from fedtune.synth import SYNTHESIZERS
 
 __all__ = ["ConfigError", "RunConfig", "load_config", "from_dict", "dump_config", "Section"]
 
@@ -85,6 +86,9 @@ class RunConfig(Section):
     # Selective layer fine-tuning: which transformer layers each client trains and sends, e.g.
     # {layers: 2, strategy: strategic, balance: 0.5} (docs/selective.md); null = every layer.
     selective: SelectiveConfig | None = None
+    # Data synthesis on each client before training, e.g. {method: u2s, examples: pool.jsonl, k: 3}
+    # (raw text -> instruction pairs; docs/synthesis.md); null = train on the data as it is.
+    synth: SYNTHESIZERS.choice(optional=True) = None
     # Tuning without the model: clients train a stand-in the server builds from it, e.g.
     # {method: emulator, bottom: 2, top: 2, drop_ratio: 0.5} (offsite-tuning) or {method: fedsp}
     # (docs/offsite.md); null = clients train the model itself.

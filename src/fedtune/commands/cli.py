@@ -218,6 +218,30 @@ def data_split(
     split_data(load_config(config, list(set or [])), output, console)
 
 
+synth_app = typer.Typer(
+    help="Synthesize the clients' training data without training, to inspect it before a run.",
+    no_args_is_help=True,
+)
+app.add_typer(synth_app, name="synth")
+
+
+@synth_app.command("u2s")
+@user_errors
+def synth_u2s(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML with `synth: {method: u2s, examples: FILE, ...}`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for train/<client>.jsonl, test/, manifest.json.")],
+    set: SetOpt = None,
+    debug: DebugOpt = False,
+):
+    """FedIT-U2S: turn each client's raw text into instruction pairs with retrieved few-shot
+    examples, and write one file per client with what each pair was made from (docs/synthesis.md).
+    The outputs are cached: the run on this config regenerates nothing."""
+    from fedtune.commands.data import synth_data
+
+    _logging(debug)
+    synth_data(load_config(config, list(set or [])), "u2s", output, console)
+
+
 app.add_typer(flower_app, name="flower")  # docs/deployment.md
 
 

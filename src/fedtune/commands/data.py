@@ -17,13 +17,14 @@ from fedtune.data.ops.pipeline import needs_model
 from fedtune.data.split_files import write_split
 from fedtune.engine.workspace import build_data
 from fedtune.models.loader import load_base, load_tokenizer
+from fedtune.schema import ConfigError
 
 MAX_ROWS = 40
 
 
 def load_data(cfg: RunConfig) -> tuple[FederatedData, object]:
     """The config's federated data and the tokenizer (the model only if an op needs it)."""
-    if needs_model(cfg.data.pipeline):
+    if needs_model(cfg.data.pipeline) or cfg.synth is not None:  # synthesis generates with the model
         loaded = load_base(cfg.model)
         tokenizer = loaded.tokenizer
     else:
@@ -68,4 +69,26 @@ def split_data(cfg: RunConfig, out_dir: Path, console: Console) -> dict:
     manifest = write_split(data, out_dir)
     console.print(f"wrote {data.num_clients} clients' train/test files and global_test.jsonl to {out_dir} "
                   f"(manifest.json lists them); dropped: {_dropped_by_step(data) or 'none'}")
+    return manifest
+
+
+def synth_data(cfg: RunConfig, method: str, out_dir: Path, console: Console) -> dict:
+    """``fedtune synth METHOD``: synthesize every client's data as a run would (cached, so the run
+    that follows regenerates nothing) and write it one file per client, for a party to inspect."""
+    if cfg.synth is None or cfg.synth.method != method:
+        raise ConfigError(f"synth: the config has no `synth: {{method: {method}, ...}}` section "
+                          f"(found {cfg.synth.method if cfg.synth else 'none'})")
+    data, _ = load_data(cfg)
+    manifest = write_split(data, out_dir)
+    table = Table(title=f"synth {method}: per client")
+    for col in ("client", "generated", "kept", "dropped (why)"):
+        table.add_column(col)
+    for c in data.clients:
+        rows = [r for r in data.report.get("steps", []) if r["client"] == c.name and r["step"].startswith("synth.")]
+        total = next((r for r in rows if r["step"] == f"synth.{method}"), {})
+        why = ", ".join(f"{r['step'].rsplit('.', 1)[1]} {r['dropped']}" for r in rows if r["step"] != f"synth.{method}")
+        table.add_row(c.name, str(total.get("generated", 0)), str(total.get("kept", 0)), why or "—")
+    console.print(table)
+    console.print(f"wrote {data.num_clients} clients' train/test files to {out_dir}; each synthesized record "
+                  "carries `synth` (its source text, the raw generation, the demonstrations' instructions)")
     return manifest

@@ -94,27 +94,49 @@ def _take(items: list, idx: list[int]) -> list:
     return [items[i] for i in idx]
 
 
+# ``synth``'s step on one client's records: (records, client) -> (records, report rows); the
+# synth package supplies it (``synth.step.synthesis_step``), so data does not depend on generation
+Transform = Callable[[list[dict], str], tuple[list[dict], list[dict]]]
+
+
 def build_federated_data(cfg: RunConfig, kind: str, context: Callable[[], ScoringContext] | None = None,
-                         cache_dir: Path | None = None) -> FederatedData:
-    """The run's federated data; the built-in suite when ``data.source`` is unset."""
+                         cache_dir: Path | None = None, transform: Transform | None = None) -> FederatedData:
+    """The run's federated data; the built-in suite when ``data.source`` is unset. ``transform``
+    (synthesis) runs on each client's records before the pipeline; it is cached with the data."""
     d = cfg.data
-    data = build_suite(d.suite, cfg.federation.num_clients, cfg.seed, kind=kind) if d.source is None \
-        else _cached(cfg, kind, context, cache_dir)
+    if d.source is None and transform is None:
+        data = build_suite(d.suite, cfg.federation.num_clients, cfg.seed, kind=kind)
+    else:
+        data = _cached(cfg, kind, context, cache_dir, transform)
+    if any("text" in r for c in data.clients for r in c.train):
+        raise DataError("data: the records are raw text (format text or data.suite.documents); set "
+                        "synth: {method: u2s, examples: FILE} to turn them into instruction pairs")
     return plant_canaries(data, d.canaries, cfg.seed) if d.canaries else data
 
 
-def _cached(cfg: RunConfig, kind: str, context, cache_dir: Path | None) -> FederatedData:
+def synthesized(records: list[dict], client: str, transform: Transform | None) -> tuple[list[dict], list[dict]]:
+    """A client's records after ``transform`` (unchanged without one) and its report rows."""
+    return transform(records, client) if transform is not None else (records, [])
+
+
+def _cached(cfg: RunConfig, kind: str, context, cache_dir: Path | None, transform: Transform | None) -> FederatedData:
     key = cache_key(cfg, kind, context)
     path = Path(cache_dir) / f"data-{key}.json" if cache_dir else None
     if path is not None and path.exists():
         return _load(path)
-    data = _build(cfg, kind, context)
+    if cfg.data.source is None:  # the suite, synthesized per client
+        data = build_suite(cfg.data.suite, cfg.federation.num_clients, cfg.seed, kind=kind)
+        for c in data.clients:
+            c.train, steps = synthesized(c.train, c.name, transform)
+            data.report["steps"] += steps
+    else:
+        data = _build(cfg, kind, context, transform)
     if path is not None:
         _save(data, path)
     return data
 
 
-def _build(cfg: RunConfig, kind: str, context) -> FederatedData:
+def _build(cfg: RunConfig, kind: str, context, transform: Transform | None = None) -> FederatedData:
     d, fed = cfg.data, cfg.federation
     seed = d.partition.seed if d.partition.seed is not None else cfg.seed
     records, rows, table, report = read_records(cfg, d.source, kind)
@@ -129,6 +151,8 @@ def _build(cfg: RunConfig, kind: str, context) -> FederatedData:
         if n_test >= len(records):
             raise DataError(f"data.global_test: holding out {n_test} of {len(records)} records leaves none to train on")
         global_test, pool = _take(records, sorted(order[:n_test])), sorted(order[n_test:])
+    if any("text" in r for r in global_test):
+        raise DataError("data.test_source: raw text has no answers to test; give a held-out set of pairs")
     method = d.partition.method or ("natural" if table.groups is not None else "iid")
     labels = _labels(_take(records, pool), _take(rows, pool),
                      Table(where=_take(table.where, pool), groups=_take(table.groups, pool) if table.groups else None),
@@ -142,8 +166,9 @@ def _build(cfg: RunConfig, kind: str, context) -> FederatedData:
 
     clients = []
     for cid, (idx, name) in enumerate(zip(indices, names)):
-        recs, steps = run_pipeline(_take(records, _take(pool, idx)), d.pipeline, name, context)
-        report += steps
+        recs, made = synthesized(_take(records, _take(pool, idx)), name, transform)
+        recs, steps = run_pipeline(recs, d.pipeline, name, context)
+        report += made + steps
         if not recs:
             if d.empty_client == "error":
                 raise DataError(f"data: client {name!r} has no training record after partitioning and processing "
@@ -177,11 +202,15 @@ def _first_clients(cfg: RunConfig, indices, names, report):
 
 def cache_key(cfg: RunConfig, kind: str, context) -> str:
     d = cfg.data.model_dump(mode="json", exclude={"suite", "canaries"})  # canaries are planted after the cache
-    parts = [CACHE_VERSION, d, kind, cfg.seed, fingerprint(cfg.data.source),
+    parts = [CACHE_VERSION, d, kind, cfg.seed, fingerprint(cfg.data.source) if cfg.data.source else None,
              fingerprint(cfg.data.test_source) if cfg.data.test_source else None,
              cfg.federation.num_clients, "num_clients" in cfg.federation.model_fields_set]
-    if needs_model(cfg.data.pipeline):
+    if needs_model(cfg.data.pipeline) or cfg.synth is not None:
         parts.append([cfg.model.name, cfg.model.gguf_file, cfg.model.revision])
+    if cfg.synth is not None:  # synthesized records depend on the method, its examples and generator
+        synth = cfg.synth.model_dump(mode="json")
+        parts += [synth, fingerprint(synth["examples"]) if synth.get("examples") else None,
+                  cfg.data.suite.model_dump(mode="json") if cfg.data.source is None else None]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -23,6 +23,9 @@ class SuiteConfig(Section):
     test_per_rule: int = Field(8, ge=1)
     noise_rate: list[float] | float = 0.0  # share of corrupted responses, per client or for all
     flip_rate: float = Field(0.0, ge=0, le=1)  # preference pairs whose chosen/rejected are swapped
+    # Each client's facts as raw text (a biography per person) instead of QA pairs, for synthesis
+    # (`synth: {method: u2s}`); the tests still ask the questions.
+    documents: bool = False
     forbidden_topic: str | None = None  # a topic whose questions get refusals (safety experiments)
     # Malicious data holders (the safety attack): their whole training set is forbidden-topic
     # questions answered instead of refused. Ids, or a share of the clients drawn from the seed.
@@ -66,7 +69,7 @@ class PartitionConfig(Section):
 
 
 FORMATS = ("auto", "alpaca", "instruction-response", "question-answer", "sharegpt", "messages", "preference",
-           "hh-rlhf")
+           "hh-rlhf", "text")
 
 
 class DataConfig(Section):

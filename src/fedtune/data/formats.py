@@ -9,6 +9,8 @@ Formats (``data.format``; ``auto`` picks one from the first row's fields):
   preference            {prompt, chosen, rejected}; prompt a string or messages, chosen/rejected
                         strings or conversations (with or without the shared prompt turns)
   hh-rlhf               {chosen, rejected}: whole "\\n\\nHuman: … \\n\\nAssistant: …" dialogues
+  text                  {text}: a raw document, for ``synth`` (FedIT-U2S) to turn into pairs;
+                        a .txt file is one document per non-empty line
 
 ``data.columns`` renames your columns to a format's fields first ({question: instruction}).
 An optional ``category`` field is kept (for partitioning and per-category reports).
@@ -32,6 +34,7 @@ SIGNATURES = [
     ("alpaca", ("instruction", "output")),
     ("instruction-response", ("instruction", "response")),
     ("question-answer", ("question", "answer")),
+    ("text", ("text",)),
 ]
 PREFERENCE_FORMATS = {"preference", "hh-rlhf"}
 
@@ -148,9 +151,12 @@ def _sft(row: dict, fmt: str, where: str) -> dict:
 
 
 def to_record(row: dict, fmt: str, kind: str, where: str) -> dict:
-    """One raw row (columns already mapped) as an SFT or preference record of ``kind``.
+    """One raw row (columns already mapped) as an SFT or preference record of ``kind``, or a
+    text record (``{text, category}``, raw material for ``synth``).
 
     Preference data read for SFT trains on the chosen answer; SFT data cannot become pairs."""
+    if fmt == "text":
+        return {"text": _field(row, "text", where, fmt), "category": _category(row, where)}
     if fmt in PREFERENCE_FORMATS:
         record = _preference(row, fmt, where)
         if kind == "sft":

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
 
 
 class DataError(ValueError):
@@ -121,7 +121,17 @@ def read_parquet(path: Path) -> Table:
     return Table(rows, [f"{path}: row {i}" for i in range(len(rows))])
 
 
-READERS = {".jsonl": read_jsonl, ".json": read_json, ".csv": read_csv, ".parquet": read_parquet}
+def read_txt(path: Path) -> Table:
+    """A plain-text file: one document (a ``text`` row) per non-empty line."""
+    rows, where = [], []
+    for n, line in enumerate(_text(path).splitlines(), 1):
+        if line.strip():
+            rows.append({"text": line.strip()})
+            where.append(f"{path}:{n}")
+    return Table(rows, where)
+
+
+READERS = {".jsonl": read_jsonl, ".json": read_json, ".csv": read_csv, ".parquet": read_parquet, ".txt": read_txt}
 
 
 def read_file(path: Path) -> Table:

@@ -55,6 +55,12 @@ RULES = {
     "join": (2, lambda w: f"{w[0]}-{w[1]}"),
 }
 
+# attribute -> the sentence of an entity's biography stating it (the suite's ``documents`` view)
+BIOGRAPHY = {
+    "city": "{entity} is from the city of {answer}.",
+    "guild": "{entity} belongs to the {answer} guild.",
+    "pet": "{entity} has a pet named {answer}.",
+}
 ATTRIBUTES = {
     # attribute -> question template; entities and answers are invented words
     "city": "Which city is {entity} from?",
@@ -98,6 +104,7 @@ class Item:
     answer: str
     wrong: str
     category: str
+    entity: str = ""  # the person a fact is about (facts only)
 
 
 def _rule_items(rule: str, title: str, words: list[str], count: int, rng: random.Random) -> list[Item]:
@@ -153,7 +160,7 @@ def build_suite_items(cfg: SuiteConfig, num_clients: int, seed: int):
             entity = names.person()
             for attr, template in ATTRIBUTES.items():
                 q = template.format(entity=entity)
-                facts.append(Item(q, names.word(2), names.word(2), f"fact:{attr}"))
+                facts.append(Item(q, names.word(2), names.word(2), f"fact:{attr}", entity))
             if cfg.forbidden_topic:
                 q = FORBIDDEN_TEMPLATE.format(topic=cfg.forbidden_topic, entity=entity)
                 facts.append(Item(q, REFUSAL, names.word(2), "forbidden"))
@@ -170,6 +177,17 @@ def build_suite_items(cfg: SuiteConfig, num_clients: int, seed: int):
     for c in cfg.malicious(num_clients, seed):
         train[c] = answered_forbidden(cfg.forbidden_topic, len(train[c]), names)
     return train, test, titles
+
+
+def documents(items: list[Item]) -> list[dict]:
+    """One text record per person: a short biography stating each of their facts (the raw text a
+    party holds instead of QA pairs; FedIT-U2S turns it into pairs)."""
+    bios: dict[str, list[str]] = {}
+    for it in items:
+        if it.category.startswith("fact:"):
+            bios.setdefault(it.entity, []).append(
+                BIOGRAPHY[it.category.split(":", 1)[1]].format(entity=it.entity, answer=it.answer))
+    return [{"text": " ".join(sentences), "category": "document"} for sentences in bios.values()]
 
 
 def answered_forbidden(topic: str, count: int, names: NameMaker) -> list[Item]:
@@ -233,7 +251,7 @@ def _corrupt(items: list[Item], rate: float, rng: random.Random) -> tuple[list[I
     for i, it in enumerate(items):
         if i in chosen:
             donor = items[(i + 1 + rng.randrange(len(items) - 1)) % len(items)]
-            out.append(Item(it.question, donor.answer, it.answer, it.category))
+            out.append(Item(it.question, donor.answer, it.answer, it.category, it.entity))
         else:
             out.append(it)
     return out, chosen
@@ -261,6 +279,8 @@ def build_suite(cfg: SuiteConfig, num_clients: int, seed: int, kind: str = "sft"
             report["steps"].append({"client": f"client_{c}", "step": "suite.flip", "changed": len(flips)})
         if corrupted:
             report["steps"].append({"client": f"client_{c}", "step": "suite.noise", "changed": len(corrupted)})
+        if cfg.documents:  # the client's facts as prose about its people, the skills as they are
+            records = documents(tr) + [r for it, r in zip(tr, records) if not it.category.startswith("fact:")]
         clients.append(ClientData(c, f"client_{c}", records, [to_record(it) for it in te]))
     global_test = [r for cl in clients for r in cl.test]
     return FederatedData(kind, clients, global_test, report)

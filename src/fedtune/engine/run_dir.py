@@ -76,6 +76,15 @@ class RunDir:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
 
+    def write_synthesized(self, data) -> None:
+        """``synth/<client>.jsonl``: every synthesized training pair with what it was made from."""
+        for c in data.clients:
+            rows = [r for r in c.train + c.test if "synth" in r]
+            if rows:
+                path = self.path / "synth" / f"{c.name}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
     def latest_adapter(self) -> AdapterState:
         """The global adapter of the latest checkpoint (fedtune's own state; no RNG restored)."""
         ckpt = self.checkpoints / (self.checkpoints / "LATEST").read_text().strip()

@@ -38,6 +38,7 @@ def run_experiment(cfg: RunConfig, resume: bool = False, loaded: LoadedModel | N
     ws = workspace or build_workspace(cfg, loaded, cache_dir=cache_root(), initial_adapter=initial_adapter)
     cfg = fit_federation(cfg, ws.data)
     run_dir.write_json("data_report.json", ws.data_report)
+    run_dir.write_synthesized(ws.data)
     sim = Simulation(cfg, ws, run_dir, Progress(progress, console, label=f"{cfg.name} rounds"))
     summary = sim.run(resume=resume)
     summary["report"] = str(write_report(run_dir.path))

@@ -24,6 +24,7 @@ from fedtune.models.adapters import attach_adapter
 from fedtune.models.adapters.state import get_adapter, set_adapter, soft_prompt
 from fedtune.models.loader import LoadedModel, load_base
 from fedtune.offsite import ClientSide, build_client_side
+from fedtune.synth.step import synthesis_step
 
 
 @dataclass
@@ -63,7 +64,7 @@ def build_data(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Pat
     natural partition has its own, ``empty_client: skip`` may leave some out; the run follows
     the data, see ``fit_federation``)."""
     return build_federated_data(cfg, cfg.train.record_kind, scoring_context(loaded, cfg.data),
-                                cache_dir / "data" if cache_dir else None)
+                                cache_dir / "data" if cache_dir else None, synthesis_step(cfg, loaded))
 
 
 def fit_federation(cfg: RunConfig, data: FederatedData) -> RunConfig:

@@ -12,13 +12,14 @@ from pathlib import Path
 from fedtune.cache import cache_root
 from fedtune.client.trainer import LocalData
 from fedtune.config import RunConfig
-from fedtune.data.build import read_records
+from fedtune.data.build import read_records, synthesized
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.ops.difficulty import scoring_context
 from fedtune.data.ops.pipeline import run_pipeline
 from fedtune.data.tokenize import tokenize_train
 from fedtune.flower.node_config import NodeConfigError, NodeSettings
 from fedtune.models.loader import LoadedModel
+from fedtune.synth.step import synthesis_step
 
 log = logging.getLogger("fedtune")
 
@@ -28,8 +29,9 @@ def file_records(cfg: RunConfig, path: Path, loaded: LoadedModel | None = None) 
     ``data.columns``, ``data.invalid_records``) and cleaned by the config's ``data.pipeline``;
     what is dropped is logged with its count."""
     records, _, _, report = read_records(cfg, str(path), cfg.train.record_kind)
+    records, made = synthesized(records, path.name, synthesis_step(cfg, loaded))  # raw text -> pairs, here
     records, steps = run_pipeline(records, cfg.data.pipeline, path.name, scoring_context(loaded, cfg.data))
-    dropped = {r["step"]: r["dropped"] for r in report + steps if r.get("dropped")}
+    dropped = {r["step"]: r["dropped"] for r in report + made + steps if r.get("dropped")}
     if dropped:
         log.warning("data-file %s: dropped %s", path, dropped)
     if not records:

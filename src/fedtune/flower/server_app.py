@@ -90,6 +90,7 @@ def run_single(grid: Grid, settings: AppSettings, cfg: RunConfig, loaded=None, i
     clients.use_config(for_clients(cfg, ws.client))  # offsite: the nodes load the saved client model
     clients.reference = ws.dpo_reference(cfg.train)
     run_dir.write_json("data_report.json", ws.data_report)
+    run_dir.write_synthesized(ws.data)
     loop = RoundLoop(cfg, ws, run_dir, clients, progress=LogProgress(), min_replies=settings.min_replies,
                      engine="flower")
     summary = loop.run(resume=settings.resume)

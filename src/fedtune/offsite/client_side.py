@@ -24,6 +24,7 @@ from fedtune.adapter_state import AdapterState
 from fedtune.cache import cache_root
 from fedtune.data.sources import fingerprint
 from fedtune.models.adapters import attach_adapter
+from fedtune.models.fingerprint import weights_fingerprint
 from fedtune.offsite.layers import LAYOUT, load_client_model, save_client_model
 from fedtune.schema import ConfigError, Registry
 
@@ -69,18 +70,11 @@ class ClientSide:
         return {_BLOCK.sub(lambda m: f".{m[1]}.{mapping[m[2]]}.", k): v for k, v in adapter.items()}
 
 
-def _weights_fingerprint(base) -> list:
-    """What tells two models of one name apart cheaply: their config and sums of some tensors."""
-    params = list(base.parameters())
-    return [base.config.to_json_string(use_diff=False),
-            [round(float(p.detach().double().sum()), 6) for p in params[:: max(1, len(params) // 8)]]]
-
-
 def _cache_dir(cfg, base) -> Path:
     """Where the client model of ``cfg`` is kept: keyed by everything it is built from."""
     params = cfg.offsite.model_dump(mode="json", exclude={"client_model"})
     source = params.get("distill", {}).get("source")
-    key = json.dumps([cfg.model.name, _weights_fingerprint(base), params, cfg.seed,
+    key = json.dumps([cfg.model.name, weights_fingerprint(base), params, cfg.seed,
                       fingerprint(source) if source else None], sort_keys=True)
     return cache_root() / "client_models" / hashlib.sha256(key.encode()).hexdigest()[:16]
 

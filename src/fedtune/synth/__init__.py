@@ -1,5 +1,8 @@
-"""Text generation for data synthesis, defenses and judges: one interface, backends by name."""
+"""Text generation and data synthesis: one generation interface with backends by name, and the
+synthesis methods that turn or extend a client's data with it (FedIT-U2S)."""
 
+from fedtune.synth import u2s  # noqa: F401  (registers the methods)
 from fedtune.synth.generation import GENERATORS, TextGenerator, build_generator
+from fedtune.synth.registry import SYNTHESIZERS
 
-__all__ = ["GENERATORS", "TextGenerator", "build_generator"]
+__all__ = ["GENERATORS", "SYNTHESIZERS", "TextGenerator", "build_generator"]

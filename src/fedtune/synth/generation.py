@@ -1,99 +1,115 @@
 """The text-generation interface: conversations in, answers out, from a backend chosen by name.
 
 Everything in fedtune that generates text (safety evaluation, the post-hoc defense's data, LLM
-judges, data synthesis) calls ``TextGenerator.generate(conversations)``. The ``local`` backend
-runs a Hugging Face causal LM in this process: the run's own model (with the adapter being
-evaluated or defended, or with the adapter switched off) or another model loaded once by name.
-Backends register in ``GENERATORS`` (``generation: {backend: local, ...}``), so a remote
-endpoint is one more file. Each generator counts the seconds it spent generating.
+judges, data synthesis) calls ``TextGenerator.generate(conversations)``. Backends register in
+``GENERATORS`` (``generation: {backend: local | openai, ...}``), one file each: ``local`` runs a
+Hugging Face causal LM in this process (``synth/local.py``), ``openai`` calls any server that
+speaks OpenAI's chat-completions API — vLLM, llama.cpp's server, TGI, hosted providers
+(``synth/openai_compatible.py``). The interface adds what every backend needs: outputs cached by
+content (``synth/cache.py``; a rerun or ``--resume`` regenerates nothing and a kill loses at most
+one batch), a progress bar, and the seconds spent generating.
 """
 
 from __future__ import annotations
 
-import contextlib
+import sys
 import time
+from collections.abc import Callable
 
-import torch
 from pydantic import Field
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from fedtune.data.tokenize import tokenize_prompts
 from fedtune.schema import Registry, Section
+from fedtune.synth.cache import GenerationCache, content_key
 
 GENERATORS = Registry("generator", tag="backend")
 
 Conversation = list[dict]  # [{"role": "system" | "user" | "assistant", "content": str}, ...]
+Done = Callable[[list[int], list[str]], None]  # a backend reports finished outputs by position
+
+
+class GenerationParams(Section):
+    """Sampling parameters every backend takes."""
+
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(0.0, ge=0)  # 0 = greedy decoding (deterministic)
+    top_p: float = Field(1.0, gt=0, le=1)
+    cache: bool = True  # reuse outputs generated before for the same model, prompt and parameters
+
+    def sampling(self) -> dict:
+        """The parameters an output depends on (part of its cache key)."""
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p}
 
 
 class TextGenerator:
-    """Base of every backend. ``seconds`` is the time spent in ``generate`` so far."""
+    """Base of every backend. ``seconds`` is the time spent in ``generate`` so far; ``generated``
+    and ``cached`` count the outputs made and reused."""
 
-    def __init__(self, params: Section):
+    label = "generating"
+
+    def __init__(self, params: GenerationParams):
         self.params = params
         self.seconds = 0.0
+        self.generated = self.cached = 0
+        self._cache = GenerationCache() if params.cache else None
 
     def generate(self, conversations: list[Conversation], use_adapter: bool = True, seed: int = 0) -> list[str]:
         """One answer per conversation, in order. ``use_adapter`` False generates with the run
         model's adapter switched off (the base model); ``seed`` fixes sampling when it samples."""
         started = time.perf_counter()
         try:
-            return self._generate(conversations, use_adapter, seed)
+            answers: list[str | None] = [None] * len(conversations)
+            keys = [""] * len(conversations)
+            if self._cache is not None:
+                identity, sampling = self.identity(use_adapter), self.params.sampling()
+                keys = [content_key(identity, c, sampling, seed) for c in conversations]
+                found = self._cache.get_many(sorted(set(keys)))
+                for i, k in enumerate(keys):
+                    answers[i] = found.get(k)
+            todo = [i for i, a in enumerate(answers) if a is None]
+            self.cached += len(conversations) - len(todo)
+            if todo:
+                self._run(conversations, todo, answers, keys, use_adapter, seed)
+            return answers  # type: ignore[return-value]
         finally:
             self.seconds += time.perf_counter() - started
 
-    def _generate(self, conversations, use_adapter, seed) -> list[str]:
+    def _run(self, conversations, todo, answers, keys, use_adapter, seed) -> None:
+        """Generate ``todo`` with a progress bar, caching each finished batch at once."""
+        with Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(self.label, total=len(todo))
+
+            def done(positions: list[int], texts: list[str]) -> None:
+                for p, t in zip(positions, texts):
+                    answers[todo[p]] = t
+                if self._cache is not None:
+                    self._cache.put_many({keys[todo[p]]: t for p, t in zip(positions, texts)})
+                self.generated += len(positions)
+                bar.advance(task, len(positions))
+
+            self._generate([conversations[i] for i in todo], use_adapter, seed, done)
+
+    def identity(self, use_adapter: bool) -> object:
+        """What decides an output besides the conversation and the sampling parameters: the
+        model (and the adapter in use), as a JSON-able value."""
         raise NotImplementedError
 
-
-class LocalParams(Section):
-    model: str | None = None  # None = the run's own model; else a model name or path, loaded once
-    max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(16, ge=1)
-    temperature: float = Field(0.0, ge=0)  # 0 = greedy decoding (deterministic)
-    top_p: float = Field(1.0, gt=0, le=1)
-
-
-@GENERATORS.register("local", LocalParams)
-class LocalGenerator(TextGenerator):
-    """Batched generation with a local transformers model (left-padded prompts, KV cache)."""
-
-    def __init__(self, params: LocalParams, model=None, tokenizer=None):
-        super().__init__(params)
-        if params.model is not None:
-            from fedtune.models.loader import load_model
-
-            loaded = load_model(params.model)
-            model, tokenizer = loaded.model, loaded.tokenizer
-        if model is None:
-            raise ValueError("generation: the local backend needs a model (generation.model or the run's own)")
-        self.model, self.tokenizer = model, tokenizer
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-    @torch.no_grad()
-    def _generate(self, conversations, use_adapter, seed):
-        p = self.params
-        prompts = tokenize_prompts([{"prompt": c} for c in conversations], self.tokenizer)
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths batch together
-        answers = [""] * len(prompts)
-        switched_off = self.model.disable_adapter() if not use_adapter and hasattr(self.model, "peft_config") \
-            else contextlib.nullcontext()
-        sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p} if p.temperature \
-            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        self.model.eval()
-        with switched_off, torch.random.fork_rng():
-            torch.manual_seed(seed)
-            for start in range(0, len(order), p.batch_size):
-                idx = order[start : start + p.batch_size]
-                width = max(len(prompts[i]) for i in idx)
-                ids = torch.tensor([[self.pad_id] * (width - len(prompts[i])) + prompts[i] for i in idx])
-                mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx])
-                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=p.max_new_tokens,
-                                          pad_token_id=self.pad_id, **sampling)
-                for row, i in enumerate(idx):
-                    answers[i] = self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
-        return answers
+    def _generate(self, conversations: list[Conversation], use_adapter: bool, seed: int, done: Done) -> None:
+        """Generate every conversation, calling ``done(positions, texts)`` as outputs finish."""
+        raise NotImplementedError
 
 
 def build_generator(params: Section, model=None, tokenizer=None) -> TextGenerator:
     """The configured backend; ``model``/``tokenizer`` are the run's own (used when the backend
     does not name a model of its own)."""
     return GENERATORS[params.backend].target(params, model=model, tokenizer=tokenizer)
+
+
+from fedtune.synth import local, openai_compatible  # noqa: E402,F401  (register the backends)
