@@ -96,7 +96,7 @@ def _take(items: list, idx: list[int]) -> list:
 
 # ``synth``'s step on one client's records: (records, client) -> (records, report rows); the
 # synth package supplies it (``synth.step.synthesis_step``), so data does not depend on generation
-Transform = Callable[[list[dict], str], tuple[list[dict], list[dict]]]
+Transform = Callable[[list[dict], str, "dict[str, int] | None"], tuple[list[dict], list[dict]]]
 
 
 def build_federated_data(cfg: RunConfig, kind: str, context: Callable[[], ScoringContext] | None = None,
@@ -114,9 +114,11 @@ def build_federated_data(cfg: RunConfig, kind: str, context: Callable[[], Scorin
     return plant_canaries(data, d.canaries, cfg.seed) if d.canaries else data
 
 
-def synthesized(records: list[dict], client: str, transform: Transform | None) -> tuple[list[dict], list[dict]]:
-    """A client's records after ``transform`` (unchanged without one) and its report rows."""
-    return transform(records, client) if transform is not None else (records, [])
+def synthesized(records: list[dict], client: str, transform: Transform | None,
+                sizes: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
+    """A client's records after ``transform`` (unchanged without one) and its report rows;
+    ``sizes``: every client's record count before it, where known."""
+    return transform(records, client, sizes) if transform is not None else (records, [])
 
 
 def _cached(cfg: RunConfig, kind: str, context, cache_dir: Path | None, transform: Transform | None) -> FederatedData:
@@ -126,8 +128,9 @@ def _cached(cfg: RunConfig, kind: str, context, cache_dir: Path | None, transfor
         return _load(path)
     if cfg.data.source is None:  # the suite, synthesized per client
         data = build_suite(cfg.data.suite, cfg.federation.num_clients, cfg.seed, kind=kind)
+        sizes = {c.name: len(c.train) for c in data.clients}
         for c in data.clients:
-            c.train, steps = synthesized(c.train, c.name, transform)
+            c.train, steps = synthesized(c.train, c.name, transform, sizes)
             data.report["steps"] += steps
     else:
         data = _build(cfg, kind, context, transform)
@@ -165,8 +168,9 @@ def _build(cfg: RunConfig, kind: str, context, transform: Transform | None = Non
         report.append({"client": "source", "step": f"partition.{method}.unassigned", "dropped": len(pool) - assigned})
 
     clients = []
+    sizes = {name: len(idx) for idx, name in zip(indices, names)}
     for cid, (idx, name) in enumerate(zip(indices, names)):
-        recs, made = synthesized(_take(records, _take(pool, idx)), name, transform)
+        recs, made = synthesized(_take(records, _take(pool, idx)), name, transform, sizes)
         recs, steps = run_pipeline(recs, d.pipeline, name, context)
         report += made + steps
         if not recs:

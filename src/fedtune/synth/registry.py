@@ -13,7 +13,10 @@ SYNTHESIZERS = Registry("synth", tag="method")
 
 
 class Synthesis:
-    """Base of every method: ``synthesize(records, client)`` -> (records, report rows)."""
+    """Base of every method. ``synthesize(records, client, sizes)`` -> (records, report rows);
+    ``sizes`` is every client's record count before synthesis where the caller knows it (a node
+    with its own data file knows only its own: None)."""
 
-    def synthesize(self, records: list[dict], client: str) -> tuple[list[dict], list[dict]]:
+    def synthesize(self, records: list[dict], client: str,
+                   sizes: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
         raise NotImplementedError

@@ -8,20 +8,21 @@ from collections.abc import Callable
 from fedtune.synth.generation import build_generator
 from fedtune.synth.registry import SYNTHESIZERS
 
-Transform = Callable[[list[dict], str], tuple[list[dict], list[dict]]]
+Transform = Callable[[list[dict], str, "dict[str, int] | None"], tuple[list[dict], list[dict]]]
 
 
 def synthesis_step(cfg, loaded) -> Transform | None:
-    """``transform(records, client) -> (records, report rows)`` for ``cfg.synth``, or None."""
+    """``transform(records, client, sizes) -> (records, report rows)`` for ``cfg.synth``, or None."""
     if cfg.synth is None:
         return None
     method: list = []  # built on first use: a run whose data is cached never loads a generator
 
-    def transform(records: list[dict], client: str):
+    def transform(records: list[dict], client: str, sizes: dict[str, int] | None = None):
         if not method:
             model, tokenizer = (loaded.model, loaded.tokenizer) if loaded is not None else (None, None)
             generator = build_generator(cfg.synth.generation, model, tokenizer)
-            method.append(SYNTHESIZERS[cfg.synth.method].target(cfg.synth, generator, model, tokenizer))
-        return method[0].synthesize(records, client)
+            method.append(SYNTHESIZERS[cfg.synth.method].target(cfg.synth, generator, model, tokenizer,
+                                                                 num_clients=cfg.federation.num_clients))
+        return method[0].synthesize(records, client, sizes)
 
     return transform

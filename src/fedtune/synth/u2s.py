@@ -35,6 +35,8 @@ class U2SParams(Section):
     # The example pool: a JSONL/JSON file of {context, instruction, response} triplets.
     examples: str
     k: int = Field(3, ge=1)  # demonstrations per piece
+    # What one piece is: a whole text record, or each of its sentences (one pair per piece).
+    pieces: Literal["document", "sentence"] = "document"
     retriever: Literal["tfidf", "embedding"] = "tfidf"
     # embedding retriever: a model name or path (mean-pooled last hidden states); null = the run's model
     embedding_model: str | None = None
@@ -64,6 +66,7 @@ def prompt(piece: str, shots: list[dict]) -> str:
     return HEADER + "".join(SHOT.format(**s) for s in shots) + f"### Context:\n{piece}\n### Instruction:\n"
 
 
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _RESPONSE = re.compile(r"#+\s*Response\s*:?", re.IGNORECASE)
 _INSTRUCTION = re.compile(r"^\s*#+\s*Instruction\s*:?\s*", re.IGNORECASE)
 
@@ -111,7 +114,7 @@ def embedding_similarity(queries: list[str], documents: list[str], model, tokeni
 class U2S(Synthesis):
     """FedIT-U2S: each text piece becomes one instruction pair, written with retrieved examples."""
 
-    def __init__(self, params: U2SParams, generator: TextGenerator, model=None, tokenizer=None):
+    def __init__(self, params: U2SParams, generator: TextGenerator, model=None, tokenizer=None, num_clients: int = 1):
         self.params, self.generator, self.model, self.tokenizer = params, generator, model, tokenizer
         self.pool = read_pool(params.examples)
 
@@ -131,10 +134,12 @@ class U2S(Synthesis):
         # the K most similar, most similar first (ties: the pool's order)
         return [[self.pool[j] for j in sorted(range(len(contexts)), key=lambda j: (-row[j], j))[:k]] for row in sim]
 
-    def synthesize(self, records: list[dict], client: str) -> tuple[list[dict], list[dict]]:
+    def synthesize(self, records: list[dict], client: str, sizes=None) -> tuple[list[dict], list[dict]]:
         """Each text record becomes an SFT record (or is dropped, counted); others pass through."""
         texts = [r for r in records if "text" in r]
         kept = [r for r in records if "text" not in r]
+        if self.params.pieces == "sentence":
+            texts = [{**r, "text": piece} for r in texts for piece in _SENTENCE.split(r["text"]) if piece.strip()]
         if not texts:
             return kept, []
         shots = self._retrieve([r["text"] for r in texts])
