@@ -12,7 +12,9 @@ runs in its own process, so "peak MB" is that process's maximum resident memory 
 training and evaluation together).
 
 Tuning without the model (``offsite``, docs/offsite.md): ``offsite`` is offsite-tuning's emulator
-(2 bottom + 2 top adapter layers with LoRA, half the middle dropped), ``offsite-kd`` the same
+(2 bottom + 2 top adapter layers with LoRA, half the middle dropped), ``offsite-nodrop`` the
+same adapter layers with nothing dropped (the full model as its own emulator: what the adapter
+restriction alone costs), ``offsite-kd`` the same
 emulator distilled for ``--distill-steps`` on the owner's text (GSM8K test questions: text the
 clients never see), ``fedsp`` FedSP's auxiliary model (layer 0 shared to full depth, distilled the
 same way) with a prefix. Their exact match is the plug-in's (the full model with the adapter); the
@@ -41,6 +43,7 @@ def variant(name: str, args) -> tuple[str, str | None]:
     distill = (f"distill: {{source: '{args.owner_text}', steps: {args.distill_steps}, lr: 1e-4, batch_size: 4, "
                "max_length: 128}")
     return {"offsite": ("lora", "{method: emulator}"),
+            "offsite-nodrop": ("lora", "{method: emulator, drop_ratio: 0.0}"),
             "offsite-kd": ("lora", f"{{method: emulator, {distill}}}"),
             "fedsp": ("prefix", f"{{method: fedsp, {distill}}}")}.get(name, (name, None))
 

@@ -73,7 +73,8 @@ def main():
     print(f"one at a time : {plain_s:7.1f} s  {plain_tps:7.1f} tokens/s")
     print(f"batch {args.batch_size:<7d} : {batched_s:7.1f} s  {batched_tps:7.1f} tokens/s  "
           f"ratio {batched_tps / plain_tps:.2f}x (target >= 4x)")
-    print(f"identical greedy answers: {same}/{len(convs)} (left padding changes a few floating-point sums)")
+    note = "" if same == len(convs) else " (left padding can change floating-point sums, and so a greedy choice)"
+    print(f"identical greedy answers: {same}/{len(convs)}{note}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
 from fedtune.algorithms import build_strategy
+from fedtune.algorithms.aggregation.delta import client_deltas, client_weights
+from fedtune.algorithms.aggregation.geometry import relative_drift
 from fedtune.algorithms.update_checks import check_update
 from fedtune.attacks import ATTACKS, attacker_ids
 from fedtune.attacks.simulation import AttackedClients, harm
@@ -224,6 +226,9 @@ class RoundLoop:
             row["bytes_up"] += selection.pop("bytes_up", 0) if self.strategy.communicates else 0
             row["bytes_down"] += selection.pop("bytes_down", 0) if self.strategy.communicates else 0
             row["selective"] = selection
+        if len(updates) > 1 and not replies.summed:  # how differently the clients moved (heterogeneity)
+            row["drift"] = relative_drift(client_deltas(updates, previous),
+                                          client_weights(updates, cfg.aggregation.weighting))
         if updates and (report := self.strategy.round_report()):
             row["aggregation"] = report  # e.g. the rule that ran and the clients it kept
         if replies.attackers:  # measurable harm: how far the round moved from the benign clients' mean

@@ -64,3 +64,12 @@ def subset_mean(deltas: list[Delta], weights: list[float], kept: list[int]) -> D
     """The weighted mean of the deltas at ``kept``, their weights renormalized to sum to one."""
     total = sum(weights[i] for i in kept)
     return weighted_sum([deltas[i] for i in kept], [weights[i] / total for i in kept])
+
+
+def relative_drift(deltas: list[Delta], weights: list[float]) -> float:
+    """Client drift: the mean distance of the clients' deltas from their weighted mean, relative
+    to that mean's norm (0 = every client moved alike; the heterogeneity FedGC aims to reduce)."""
+    mean = weighted_sum(deltas, weights)
+    spread = norms([{k: d[k] - mean[k] for k in mean} for d in deltas])
+    size = norms([mean])[0]
+    return sum(spread) / len(spread) / size if size else 0.0
