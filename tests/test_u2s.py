@@ -113,3 +113,13 @@ def test_raw_text_without_synthesis_is_refused(tmp_path, loaded):
     cfg = run_config(tmp_path, "r", **{"data.suite.documents": True})
     with pytest.raises(DataError, match="raw text .* set synth"):
         run_experiment(cfg, loaded=loaded, progress=False)
+
+
+def test_embedding_retrieval_scores_a_text_highest_against_itself(loaded):
+    """The embedding retriever (mean-pooled hidden states of the run's model by default)."""
+    from fedtune.synth.u2s import embedding_similarity
+
+    texts = ["Bo Rell is from the city of Zand.", "Apply the Dravik rule to: cat", "Rain fell on the harbour."]
+    sim = embedding_similarity(texts, texts, loaded.model, loaded.tokenizer)
+    assert sim.shape == (3, 3)
+    assert all(sim[i, i] == pytest.approx(1.0, abs=1e-5) and sim[i, i] == sim[i].max() for i in range(3))
