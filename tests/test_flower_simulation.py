@@ -106,7 +106,7 @@ def test_attacks_on_flower_match_the_embedded_engine(tmp_path, method):
     node, ALIE (omniscient: it needs the round's benign updates) in the ServerApp's collusion
     channel; either way the final adapter and the ground-truth rows equal the embedded run's."""
     config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
-        "federation.num_clients": 3, "aggregation.reducer": {"name": "median"},
+        "federation.num_clients": 3, "federation.rounds": 1, "aggregation.reducer": {"name": "median"},
         "attack": {"method": method, "clients": [1]}})
     with Federation(tmp_path, simulation=True) as fed:
         out = fed.run(config, federation_config={"num-supernodes": 3, "client-resources-num-cpus": 1})
@@ -125,7 +125,8 @@ def test_safety_attack_and_posthoc_defense_on_flower_match_the_embedded_engine(t
     post-hoc defense after the last round: the final adapter and the defense's generated pairs
     equal the embedded run's."""
     config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
-        "federation.num_clients": 3, "data.suite.forbidden_topic": "password", "data.suite.malicious_clients": [2],
+        "federation.num_clients": 3, "federation.rounds": 1, "data.suite.forbidden_topic": "password",
+        "data.suite.malicious_clients": [2],
         "defense.posthoc": {"level": 3, "steps": 2, "count": 4, "filter_refusals": False}})
     with Federation(tmp_path, simulation=True) as fed:
         out = fed.run(config, federation_config={"num-supernodes": 3, "client-resources-num-cpus": 1})

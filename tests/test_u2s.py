@@ -123,3 +123,29 @@ def test_embedding_retrieval_scores_a_text_highest_against_itself(loaded):
     sim = embedding_similarity(texts, texts, loaded.model, loaded.tokenizer)
     assert sim.shape == (3, 3)
     assert all(sim[i, i] == pytest.approx(1.0, abs=1e-5) and sim[i, i] == sim[i].max() for i in range(3))
+
+
+def test_fedtune_synth_u2s_writes_each_clients_pairs_for_inspection(tmp_path):
+    """`fedtune synth u2s CONFIG -o DIR`: the per-client files a party reads before it joins."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from fedtune.commands.cli import app
+
+    server = ChatServer(biography_answerer)
+    try:
+        config = tmp_path / "u2s.yaml"
+        config.write_text(yaml.safe_dump({
+            "model": {"name": "tiny-random"}, "federation": {"num_clients": 2},
+            "data": {"suite": {"documents": True, "entities_per_client": 2, "skill_train_per_client": 4}},
+            "synth": {"method": "u2s", "examples": pool_file(tmp_path), "k": 2,
+                      "generation": {"backend": "openai", "base_url": server.url, "model": "served"}}}))
+        result = CliRunner().invoke(app, ["synth", "u2s", str(config), "-o", str(tmp_path / "out")])
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    assert "synth u2s: per client" in result.output and len(server.requests) == 4
+    files = sorted((tmp_path / "out" / "train").glob("*.jsonl"))
+    records = [json.loads(x) for f in files for x in f.read_text().splitlines()]
+    assert len(files) == 2 and any("synth" in r for r in records)
+    assert all("text" not in r for r in records)  # no raw text left: pairs only
