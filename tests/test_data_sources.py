@@ -141,6 +141,17 @@ def test_directory_of_files_is_one_group_per_file(tmp_path):
     assert table.groups == ["bank", "hospital", "hospital"]
 
 
+def test_a_directory_of_text_files_is_one_party_per_file(tmp_path):
+    """Raw documents for synthesis (format text): one document per non-empty line, a party per file."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "clinic.txt").write_text("First note.\n\nSecond note.\n")
+    (tmp_path / "docs" / "bank.txt").write_text("A ledger entry.\n")
+    table = read_source(str(tmp_path / "docs"))
+    assert table.groups == ["bank", "clinic", "clinic"]
+    assert [r["text"] for r in table.rows] == ["A ledger entry.", "First note.", "Second note."]
+    assert table.where[2].endswith("clinic.txt:3")
+
+
 def test_unsupported_and_missing_sources(tmp_path):
     (tmp_path / "d.xml").write_text("<a/>")
     with pytest.raises(DataError, match=r"d\.xml: unsupported file type \.xml"):

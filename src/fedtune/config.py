@@ -357,6 +357,10 @@ def _check_privacy(cfg: RunConfig, source: str) -> None:
     if cfg.privacy.sample_level is not None and not objective.per_example:
         raise ConfigError(f"{source}: 'privacy.sample_level': {objective.name}'s loss is not a sum over examples, "
                           "so DP-SGD has no per-example gradient to clip (use sft or dpo)")
+    if cfg.privacy.sample_level is not None and cfg.model.adapter.method in ("dora", "ia3"):
+        raise ConfigError(f"{source}: 'privacy.sample_level': Opacus has no per-example gradients for "
+                          f"{cfg.model.adapter.method}'s layers (DoRA's magnitude normalisation, IA³'s scaling "
+                          "vectors); use lora or a soft prompt with DP-SGD")
     if cfg.privacy.sample_level is not None and cfg.quality is not None:
         raise ConfigError(f"{source}: 'quality': choosing examples by their scores is a data-dependent step "
                           "DP-SGD's guarantee does not cover; drop quality or privacy.sample_level")

@@ -143,8 +143,12 @@ def read_file(path: Path) -> Table:
 
 
 def read_directory(path: Path) -> Table:
-    """Every supported file under ``path`` (sorted); with several files, each file is a group."""
+    """Every supported file under ``path`` (sorted); with several files, each file is a group.
+    Plain-text files count only in a directory of nothing else (a party's documents): beside
+    structured data files a README.txt or notes.txt is not data."""
     files = sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) in SUFFIXES)
+    if any(_suffix(p) != ".txt" for p in files):
+        files = [p for p in files if _suffix(p) != ".txt"]
     if not files:
         raise DataError(f"{path}: no {', '.join(SUFFIXES)} files in this directory")
     if len(files) == 1:

@@ -53,7 +53,10 @@ def decoder_hidden(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return decoder(input_ids=batch["input_ids"], attention_mask=mask,
                        past_key_values=model.get_prompt(batch_size=n), use_cache=True).last_hidden_state
     embeds = decoder.get_input_embeddings()(batch["input_ids"])
-    prompts = model.get_prompt(batch_size=embeds.shape[0]).to(embeds.dtype)
+    # the encoder runs on every example's own copy of the virtual-token ids (peft's get_prompt
+    # encodes one copy and expands it), so per-example gradients (DP-SGD) exist; same values
+    tokens = model.prompt_tokens[model.active_adapter].unsqueeze(0).expand(embeds.shape[0], -1)
+    prompts = model.prompt_encoder[model.active_adapter](tokens.to(embeds.device)).to(embeds.dtype)
     mask = torch.cat([batch["attention_mask"].new_ones(embeds.shape[0], prompts.shape[1]), batch["attention_mask"]], 1)
     hidden = decoder(inputs_embeds=torch.cat([prompts, embeds], 1), attention_mask=mask).last_hidden_state
     return hidden[:, prompts.shape[1]:]
