@@ -94,7 +94,8 @@ def _take(items: list, idx: list[int]) -> list:
     return [items[i] for i in idx]
 
 
-# ``synth``'s step on one client's records: (records, client) -> (records, report rows); the
+# ``synth``'s step on one client's records: (records, client, every client's size or None) ->
+# (records, report rows); the
 # synth package supplies it (``synth.step.synthesis_step``), so data does not depend on generation
 Transform = Callable[[list[dict], str, "dict[str, int] | None"], tuple[list[dict], list[dict]]]
 

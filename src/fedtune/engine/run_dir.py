@@ -85,16 +85,18 @@ class RunDir:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
+    def _latest(self) -> Path | None:
+        latest = self.checkpoints / "LATEST"
+        return self.checkpoints / latest.read_text().strip() if latest.exists() else None
+
     def latest_adapter(self) -> AdapterState:
         """The global adapter of the latest checkpoint (fedtune's own state; no RNG restored)."""
-        ckpt = self.checkpoints / (self.checkpoints / "LATEST").read_text().strip()
-        return adapter_state.load(ckpt / "global_adapter.safetensors")
+        return adapter_state.load(self._latest() / "global_adapter.safetensors")
 
     def load_checkpoint(self) -> tuple[int, AdapterState, dict, dict] | None:
-        latest = self.checkpoints / "LATEST"
-        if not latest.exists():
+        ckpt = self._latest()
+        if ckpt is None:
             return None
-        ckpt = self.checkpoints / latest.read_text().strip()
         meta = json.loads((ckpt / "meta.json").read_text())
         strategy = adapter_state.load(ckpt / "strategy.safetensors")
         strategy.pop("_empty", None)

@@ -24,7 +24,7 @@ from fedtune.data.formats import detect_format, to_record
 from fedtune.data.sources import read_source
 from fedtune.data.tokenize import TokenizedSet, tokenize_sft
 from fedtune.models.logprobs import IGNORE, collate
-from fedtune.schema import Section
+from fedtune.schema import ConfigError, Section
 
 log = logging.getLogger("fedtune")
 
@@ -103,3 +103,15 @@ def align(student, teacher, trainable: list[torch.nn.Parameter], tokens: Tokeniz
     if losses:
         log.info("distilled the client model: loss %.4g -> %.4g over %d steps", losses[0], losses[-1], len(losses))
     return losses
+
+
+def distill(student, teacher, trainable: list[torch.nn.Parameter], tokenizer, params: DistillParams,
+            at: Comparison, seed: int) -> list[float]:
+    """``align`` on the owner's text when ``params.steps`` > 0 (which needs ``params.source``);
+    the step losses, empty without distillation."""
+    if not params.steps:
+        return []
+    if not params.source:
+        raise ConfigError("offsite.distill.source: distillation (steps > 0) needs the owner's text")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return align(student, teacher, trainable, owner_tokens(params, tokenizer), params, at, pad, seed)

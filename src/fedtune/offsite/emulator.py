@@ -20,7 +20,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from fedtune.offsite.client_side import OFFSITE, BuiltClientModel
-from fedtune.offsite.distill import Comparison, DistillParams, align, owner_tokens
+from fedtune.offsite.distill import Comparison, DistillParams, distill
 from fedtune.offsite.layers import decoder_layers, rebuild, uniform_layers
 from fedtune.schema import ConfigError, Section
 
@@ -48,18 +48,15 @@ def build_emulator(params: EmulatorParams, model, tokenizer, seed: int) -> Built
     middle = high - low
     keep = round(middle * (1 - params.drop_ratio))
     kept = [low + i for i in uniform_layers(middle, keep)]
-    emulator = rebuild(model, list(range(low)) + kept + list(range(high, n)))
-    losses = []
-    if params.distill.steps:  # the kept middle learns to stand in for the whole original middle
-        if not params.distill.source:
-            raise ConfigError("offsite.distill.source: distillation (steps > 0) needs the owner's text")
-        trainable = [p for layer in decoder_layers(emulator)[low:low + keep] for p in layer.parameters()]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        losses = align(emulator, model, trainable, owner_tokens(params.distill, tokenizer), params.distill,
-                       Comparison(student_at=low + keep, teacher_at=high, normalized=True), pad, seed)
+    sources = list(range(low)) + kept + list(range(high, n))
+    emulator = rebuild(model, sources)
+    # the kept middle learns to stand in for the whole original middle
+    trainable = [p for layer in decoder_layers(emulator)[low:low + keep] for p in layer.parameters()]
+    losses = distill(emulator, model, trainable, tokenizer, params.distill,
+                     Comparison(student_at=low + keep, teacher_at=high, normalized=True), seed)
     top = list(range(low + keep, low + keep + params.top))
     return BuiltClientModel(
-        emulator, list(range(low)) + kept + list(range(high, n)), tie=False,
+        emulator, sources, tie=False,
         adapter_layers=list(range(low)) + top,
         server_layers={**{i: i for i in range(low)}, **{c: high + j for j, c in enumerate(top)}},
         label="emulator", personal_model=False, distill_losses=losses)

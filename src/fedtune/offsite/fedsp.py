@@ -21,7 +21,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from fedtune.offsite.client_side import OFFSITE, BuiltClientModel
-from fedtune.offsite.distill import Comparison, DistillParams, align, owner_tokens
+from fedtune.offsite.distill import Comparison, DistillParams, distill
 from fedtune.offsite.layers import decoder_layers, rebuild
 from fedtune.schema import ConfigError, Section
 
@@ -53,12 +53,8 @@ def build_auxiliary(params: FedSPParams, model, tokenizer, seed: int) -> BuiltCl
             raise ConfigError(f"offsite.depth: {depth} exceeds the model's {n} layers")
         sources = list(range(depth))
     auxiliary = rebuild(model, sources, tie=params.share)
-    losses = []
-    if params.distill.steps:  # every weight of the auxiliary model learns the owner's last hidden state
-        if not params.distill.source:
-            raise ConfigError("offsite.distill.source: distillation (steps > 0) needs the owner's text")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        losses = align(auxiliary, model, list(auxiliary.parameters()), owner_tokens(params.distill, tokenizer),
-                       params.distill, Comparison(student_at=-1, teacher_at=-1, normalized=False), pad, seed)
+    # every weight of the auxiliary model learns the owner's last hidden state
+    losses = distill(auxiliary, model, list(auxiliary.parameters()), tokenizer, params.distill,
+                     Comparison(student_at=-1, teacher_at=-1, normalized=False), seed)
     return BuiltClientModel(auxiliary, sources, tie=params.share, adapter_layers=None, server_layers=None,
                             label=None, personal_model=True, distill_losses=losses)

@@ -3,12 +3,9 @@ generator (the run's own model with its adapter off by default, or the configure
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from fedtune.data.build import Transform
 from fedtune.synth.generation import build_generator
 from fedtune.synth.registry import SYNTHESIZERS
-
-Transform = Callable[[list[dict], str, "dict[str, int] | None"], tuple[list[dict], list[dict]]]
 
 
 def synthesis_step(cfg, loaded) -> Transform | None:

@@ -13,14 +13,12 @@ choices (UNVERIFIED), documented in docs/synthesis.md.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from fedtune.data.sources import DataError
+from fedtune.data.sources import DataError, read_source
 from fedtune.schema import Section
 from fedtune.synth.generation import GENERATORS, TextGenerator
 from fedtune.synth.registry import SYNTHESIZERS, Synthesis
@@ -46,19 +44,17 @@ class U2SParams(Section):
 
 
 def read_pool(path: str) -> list[dict]:
-    """The example pool; each row needs non-empty context, instruction and response strings."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"synth.examples: {path}: file not found")
-    text = file.read_text(encoding="utf-8")
-    rows = json.loads(text) if file.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x.strip()]
-    for i, row in enumerate(rows, 1):
+    """The example pool (any file fedtune reads); each row needs non-empty context, instruction
+    and response strings."""
+    try:
+        table = read_source(path)
+    except DataError as e:
+        raise DataError(f"synth.examples: {e}") from None
+    for row, where in zip(table.rows, table.where):
         for key in ("context", "instruction", "response"):
             if not isinstance(row.get(key), str) or not row[key].strip():
-                raise DataError(f"synth.examples: {path}:{i}: field '{key}' must be a non-empty string")
-    if not rows:
-        raise DataError(f"synth.examples: {path}: no examples")
-    return rows
+                raise DataError(f"synth.examples: {where}: field '{key}' must be a non-empty string")
+    return table.rows
 
 
 def prompt(piece: str, shots: list[dict]) -> str:
@@ -117,22 +113,29 @@ class U2S(Synthesis):
     def __init__(self, params: U2SParams, generator: TextGenerator, model=None, tokenizer=None, num_clients: int = 1):
         self.params, self.generator, self.model, self.tokenizer = params, generator, model, tokenizer
         self.pool = read_pool(params.examples)
+        self._embedding = None  # the embedding retriever's model, once loaded
 
-    def _retrieve(self, pieces: list[str]) -> list[list[dict]]:
+    def _embedder(self):
+        """(model, tokenizer) of the embedding retriever: ``embedding_model``, loaded once, or the run's."""
+        if self.params.embedding_model is None:
+            return self.model, self.tokenizer
+        if self._embedding is None:
+            from fedtune.models.loader import load_model
+
+            loaded = load_model(self.params.embedding_model)
+            self._embedding = (loaded.model, loaded.tokenizer)
+        return self._embedding
+
+    def _retrieve(self, pieces: list[str]) -> list[list[int]]:
+        """Per piece, the pool positions of its K most similar contexts, most similar first
+        (ties: the pool's order)."""
         contexts = [e["context"] for e in self.pool]
         if self.params.retriever == "tfidf":
             sim = tfidf_similarity(pieces, contexts)
         else:
-            model, tokenizer = self.model, self.tokenizer
-            if self.params.embedding_model is not None:
-                from fedtune.models.loader import load_model
-
-                loaded = load_model(self.params.embedding_model)
-                model, tokenizer = loaded.model, loaded.tokenizer
-            sim = embedding_similarity(pieces, contexts, model, tokenizer)
+            sim = embedding_similarity(pieces, contexts, *self._embedder())
         k = min(self.params.k, len(self.pool))
-        # the K most similar, most similar first (ties: the pool's order)
-        return [[self.pool[j] for j in sorted(range(len(contexts)), key=lambda j: (-row[j], j))[:k]] for row in sim]
+        return [sorted(range(len(contexts)), key=lambda j: (-row[j], j))[:k] for row in sim]
 
     def synthesize(self, records: list[dict], client: str, sizes=None) -> tuple[list[dict], list[dict]]:
         """Each text record becomes an SFT record (or is dropped, counted); others pass through."""
@@ -143,7 +146,7 @@ class U2S(Synthesis):
         if not texts:
             return kept, []
         shots = self._retrieve([r["text"] for r in texts])
-        prompts = [prompt(r["text"], s) for r, s in zip(texts, shots)]
+        prompts = [prompt(r["text"], [self.pool[j] for j in s]) for r, s in zip(texts, shots)]
         outputs = self.generator.generate([[{"role": "user", "content": p}] for p in prompts], use_adapter=False)
         drops = {"unparseable": 0, "too_short": 0, "near_copy": 0}
         parsed = [parse(o) for o in outputs]
@@ -154,17 +157,17 @@ class U2S(Synthesis):
         # near-copies: TF-IDF (fitted on the client's generations and the whole pool) cosine to a shot
         demos = [f"{e['instruction']} {e['response']}" for e in self.pool]
         sim = tfidf_similarity([f"{a} {b}" for _, (a, b) in long_enough], demos) if long_enough else None
-        position = {id(e): j for j, e in enumerate(self.pool)}
         for n, (i, (instruction, response)) in enumerate(long_enough):
-            if max(sim[n, position[id(e)]] for e in shots[i]) > self.params.max_similarity:
+            if max(sim[n, j] for j in shots[i]) > self.params.max_similarity:
                 drops["near_copy"] += 1
                 continue
             kept.append({"messages": [{"role": "user", "content": instruction},
                                       {"role": "assistant", "content": response}],
                          "category": texts[i].get("category", "synthesized"),
                          "synth": {"method": "u2s", "source": texts[i]["text"], "generated": outputs[i],
-                                   "shots": [s["instruction"] for s in shots[i]]}})
+                                   "shots": [self.pool[j]["instruction"] for j in shots[i]]}})
+        made = len(long_enough) - drops["near_copy"]
         report = [{"client": client, "step": f"synth.u2s.{reason}", "dropped": n} for reason, n in drops.items() if n]
-        report.append({"client": client, "step": "synth.u2s", "kept": len(long_enough) - drops["near_copy"],
-                       "generated": len(texts), "dropped": len(texts) - (len(long_enough) - drops["near_copy"])})
+        report.append({"client": client, "step": "synth.u2s", "kept": made, "generated": len(texts),
+                       "dropped": len(texts) - made})
         return kept, report
