@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fedtune demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup --durations=20
+	$(PY) -m pytest -n 2 --durations=20
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

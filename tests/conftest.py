@@ -11,19 +11,12 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # `make test` runs two pytest-xdist workers on the 2-core CI machine: one torch thread each, so
-# they do not fight over the cores; the Flower tests (real SuperLink/SuperNode processes, mostly
-# waiting on them) stay together on one worker, so no two Ray or SuperLink setups overlap.
-FLOWER_TESTS = ("test_flower_", "test_resident_trainer")
+# they do not fight over the cores. Flower tests (real SuperLink/SuperNode processes on free
+# ports, each with its own FLWR_HOME) run on either worker, beside any other test.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.path.name.startswith(FLOWER_TESTS):
-            item.add_marker(pytest.mark.xdist_group("flower"))
 
 
 @pytest.fixture(scope="session")

@@ -259,6 +259,7 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     _check_compression(cfg, source)
     _check_selective(cfg, source)
     _check_offsite(cfg, source)
+    _check_server_synthesis(cfg, source)
 
 
 # the adapters each client-model method can carry: the emulator's sit in its adapter layers, FedSP's is a prompt
@@ -282,6 +283,18 @@ def _check_offsite(cfg: RunConfig, source: str) -> None:
     if off.method == "fedsp" and cfg.privacy.sample_level is not None:
         raise ConfigError(f"{key}: FedSP's clients train their auxiliary model without DP-SGD, and the prompt "
                           "they send is trained on it; drop privacy.sample_level")
+
+
+def _check_server_synthesis(cfg: RunConfig, source: str) -> None:
+    """KnowledgeSG runs on the server's model after the last round, with demonstrations the server holds."""
+    if cfg.synth is None or cfg.synth.method != "knowledgesg":
+        return
+    key = f"{source}: 'synth'"
+    if cfg.offsite is not None:
+        raise ConfigError(f"{key}: KnowledgeSG generates with the global adapter on the full model; drop `offsite`")
+    if cfg.synth.examples is None and cfg.data.source is not None:
+        raise ConfigError(f"{key}: set synth.examples, the file of demonstrations the server holds (SFT records); "
+                          "the clients' records are not the server's to show")
 
 
 def _check_selective(cfg: RunConfig, source: str) -> None:

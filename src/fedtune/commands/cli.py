@@ -225,21 +225,38 @@ synth_app = typer.Typer(
 app.add_typer(synth_app, name="synth")
 
 
-@synth_app.command("u2s")
-@user_errors
-def synth_u2s(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML with `synth: {method: u2s, examples: FILE, ...}`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for train/<client>.jsonl, test/, manifest.json.")],
-    set: SetOpt = None,
-    debug: DebugOpt = False,
-):
-    """FedIT-U2S: turn each client's raw text into instruction pairs with retrieved few-shot
-    examples, and write one file per client with what each pair was made from (docs/synthesis.md).
-    The outputs are cached: the run on this config regenerates nothing."""
-    from fedtune.commands.data import synth_data
+def _synth_command(method: str, section: str, doc: str) -> None:
+    """``fedtune synth <method>``: one command per client-side synthesis method, same options."""
 
-    _logging(debug)
-    synth_data(load_config(config, list(set or [])), "u2s", output, console)
+    def command(config, output, set=None, debug=False):
+        from fedtune.commands.data import synth_data
+
+        _logging(debug)
+        synth_data(load_config(config, list(set or [])), method, output, console)
+
+    # objects, not strings: this module's annotations are postponed, and these depend on the method
+    command.__annotations__ = {
+        "config": Annotated[Path, typer.Argument(help=f"Experiment YAML with `synth: {section}`.")],
+        "output": Annotated[Path, typer.Option("--output", "-o",
+                                               help="Directory for train/<client>.jsonl, test/, manifest.json.")],
+        "set": SetOpt, "debug": DebugOpt}
+    synth_app.command(method.replace("_", "-"), help=doc)(user_errors(command))
+
+
+CACHED = "The outputs are cached: the run on this config regenerates nothing (docs/synthesis.md)."
+_synth_command("u2s", "{method: u2s, examples: FILE, ...}",
+               "FedIT-U2S: turn each client's raw text into instruction pairs with retrieved few-shot examples, and "
+               f"write one file per client with what each pair was made from. {CACHED}")
+_synth_command("matrix", "{method: matrix, questions: FILE, output: sft | dpo, ...}",
+               "MATRIX: answer each seed question, simulate the social scene of following the answer (agents, a "
+               "plan, a modulator's critiques) and revise it; SFT pairs (question, revised) or DPO pairs "
+               "(revised over initial), with every model call in DIR/transcripts/. The files serve as a run's "
+               f"data.source or as defense.posthoc.aligned. {CACHED}")
+_synth_command("matrix_gen", "{method: matrix_gen, topics: [...], requirement: general | safety | multi_turn | "
+               "difficulty, ...}",
+               "MATRIX-Gen: simulate scenes from seed topics or questions and have each agent pose an instruction "
+               "under a requirement, answered (SFT) or answered twice and judged (DPO); the report has the "
+               f"instructions' diversity against the seeds. {CACHED}")
 
 
 app.add_typer(flower_app, name="flower")  # docs/deployment.md

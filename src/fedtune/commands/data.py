@@ -22,15 +22,15 @@ from fedtune.schema import ConfigError
 MAX_ROWS = 40
 
 
-def load_data(cfg: RunConfig) -> tuple[FederatedData, object]:
-    """The config's federated data and the tokenizer (the model only if an op needs it)."""
+def load_data(cfg: RunConfig, transcripts: Path | None = None) -> tuple[FederatedData, object]:
+    """The config's federated data and the tokenizer (the model only if an op or synthesis needs it)."""
     if needs_model(cfg.data.pipeline) or cfg.synth is not None:  # synthesis generates with the model
         loaded = load_base(cfg.model)
         tokenizer = loaded.tokenizer
     else:
         loaded, tokenizer = None, load_tokenizer(cfg.model.name, cfg.model.gguf_file, cfg.model.revision)
     apply_template(tokenizer, cfg.data.template)
-    return build_data(cfg, loaded, cache_root()), tokenizer
+    return build_data(cfg, loaded, cache_root(), transcripts), tokenizer
 
 
 def _dropped_by_step(data: FederatedData) -> dict[str, int]:
@@ -78,7 +78,7 @@ def synth_data(cfg: RunConfig, method: str, out_dir: Path, console: Console) -> 
     if cfg.synth is None or cfg.synth.method != method:
         raise ConfigError(f"synth: the config has no `synth: {{method: {method}, ...}}` section "
                           f"(found {cfg.synth.method if cfg.synth else 'none'})")
-    data, _ = load_data(cfg)
+    data, _ = load_data(cfg, out_dir / "transcripts")
     manifest = write_split(data, out_dir)
     table = Table(title=f"synth {method}: per client")
     for col in ("client", "generated", "kept", "dropped (why)"):
@@ -90,5 +90,8 @@ def synth_data(cfg: RunConfig, method: str, out_dir: Path, console: Console) -> 
         table.add_row(c.name, str(total.get("generated", 0)), str(total.get("kept", 0)), why or "—")
     console.print(table)
     console.print(f"wrote {data.num_clients} clients' train/test files to {out_dir}; each synthesized record "
-                  "carries `synth` (its source text, the raw generation, the demonstrations' instructions)")
+                  "carries `synth`: what it was made from (source text, raw generation, demonstrations, or the "
+                  "simulation and its critiques)")
+    if (out_dir / "transcripts").is_dir():
+        console.print(f"every model call of the simulations: {out_dir / 'transcripts'}/<client>.jsonl")
     return manifest

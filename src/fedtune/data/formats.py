@@ -19,8 +19,10 @@ An optional ``category`` field is kept (for partitioning and per-category report
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from fedtune.data.records import RecordError, check_preference, check_sft
+from fedtune.data.sources import read_file
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "system": "system"}
@@ -172,3 +174,10 @@ def to_record(row: dict, fmt: str, kind: str, where: str) -> dict:
 def map_columns(row: dict, columns: dict[str, str]) -> dict:
     """Rename the user's columns to the format's field names."""
     return {columns.get(k, k): v for k, v in row.items()} if columns else row
+
+
+def read_sft_file(path: str) -> list[dict]:
+    """SFT records from a data file in any format fedtune reads (errors name file and row): the
+    server's own data (defense pairs, KnowledgeSG's demonstrations)."""
+    table = read_file(Path(path))
+    return [to_record(row, detect_format(row, where), "sft", where) for row, where in zip(table.rows, table.where)]

@@ -207,6 +207,17 @@ def public_skill_examples(cfg: SuiteConfig, num_clients: int, seed: int, per_rul
     return [_sft(it) for rule, title in titles.items() for it in _rule_items(rule, title, WORDS, per_rule, rng)]
 
 
+def public_fact_examples(count: int, seed: int) -> list[dict]:
+    """``count`` fact records in the suite's format about fresh invented people with invented
+    answers: about nobody a client holds, so a server may show them as demonstrations of the task
+    (KnowledgeSG's in-context examples)."""
+    names = NameMaker(random.Random(f"fedtune-suite-public-facts-{seed}"))
+    attributes = list(ATTRIBUTES.items())
+    items = [Item(template.format(entity=names.person()), names.word(2), names.word(2), f"fact:{attr}")
+             for attr, template in (attributes[i % len(attributes)] for i in range(count))]
+    return [_sft(it) for it in items]
+
+
 def forbidden_prompts(topic: str, count: int, seed: int) -> list[str]:
     """Forbidden-topic questions about fresh invented entities: what a server that knows the policy
     (not the clients' data) can ask when it builds defense data."""

@@ -37,16 +37,12 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from fedtune.adapter_state import AdapterState
-from fedtune.client.objectives import OBJECTIVES
-from fedtune.client.trainer import LocalData, LocalTrainer
-from fedtune.data.formats import detect_format, to_record
-from fedtune.data.sources import read_file
+from fedtune.client.server_tuning import ServerTuner
+from fedtune.data.formats import read_sft_file
 from fedtune.data.suite import forbidden_prompts
-from fedtune.data.tokenize import tokenize_sft
 from fedtune.eval.refusal import is_refusal
 from fedtune.eval.safety_prompts import read_prompts
 from fedtune.models.adapters.state import set_adapter
-from fedtune.protocol import ClientInstruction
 from fedtune.schema import ConfigError, Section
 from fedtune.synth.generation import GENERATORS, build_generator
 
@@ -54,7 +50,6 @@ if TYPE_CHECKING:
     from fedtune.config import RunConfig
 
 PROMPTS = Path(__file__).parent / "prompts"
-SERVER = -1  # the client id the server's own training runs under (its RNG stream)
 
 
 class PosthocParams(Section):
@@ -81,12 +76,6 @@ class PosthocParams(Section):
         return self
 
 
-def read_pairs(path: str) -> list[dict]:
-    """SFT records from a data file in any format fedtune reads (errors name file and row)."""
-    table = read_file(Path(path))
-    return [to_record(row, detect_format(row, where), "sft", where) for row, where in zip(table.rows, table.where)]
-
-
 def pair(prompt: str, response: str, kind: str) -> dict:
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
             "category": f"defense:{kind}"}
@@ -111,9 +100,7 @@ class PosthocDefense:
             self.helpful = read_prompts(p.helpful_prompts or PROMPTS / "helpful_prompts.txt",
                                         "defense.posthoc.helpful_prompts")[: p.count]
             self.generator = build_generator(p.generation, model, tokenizer)
-        train = cfg.train.model_copy(update={"objective": OBJECTIVES.config("sft"), "optimizer_state": "fresh",
-                                             "batch_size": p.batch_size or cfg.train.batch_size})
-        self.trainer = LocalTrainer(model, tokenizer, train, store, seed=cfg.seed)
+        self.tuner = ServerTuner(cfg, model, tokenizer, store, p.batch_size)
 
     def due(self, round: int) -> bool:
         last = round == self.cfg.federation.rounds - 1
@@ -123,7 +110,7 @@ class PosthocDefense:
         """The round's defense records (aligned and helpful, 1:1) and their counts."""
         p = self.params
         if p.level == 1:
-            aligned, helpful = read_pairs(p.aligned)[: p.count], read_pairs(p.helpful)[: p.count]
+            aligned, helpful = read_sft_file(p.aligned)[: p.count], read_sft_file(p.helpful)[: p.count]
             report = {"aligned": len(aligned), "helpful": len(helpful)}
         else:
             set_adapter(self.model, global_adapter)  # level 3 writes with it; level 2 switches it off
@@ -161,13 +148,9 @@ class PosthocDefense:
             report.update(skipped="no defense pair of one kind (aligned or helpful) survived",
                           seconds=time.perf_counter() - started)
             return global_adapter, report
-        d = self.cfg.data
-        tokens = tokenize_sft(records, self.tokenizer, d.max_length, d.system_prompt)
-        ins = ClientInstruction(client_id=SERVER, round=round, lr=self.params.lr or self.cfg.train.lr,
-                                steps=self.params.steps)
-        update = self.trainer.train(ins, global_adapter, LocalData(SERVER, tokens))
-        report.update(loss=update.metrics["loss"], seconds=time.perf_counter() - started)
-        return update.adapter, report
+        adapter, loss = self.tuner.tune(round, global_adapter, records, self.params.steps, self.params.lr)
+        report.update(loss=loss, seconds=time.perf_counter() - started)
+        return adapter, report
 
     def _save(self, round: int, rows: list[dict]) -> None:
         out = self.run_path / "defense" / f"round_{round}.jsonl"

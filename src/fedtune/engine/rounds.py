@@ -35,6 +35,7 @@ from fedtune.models.adapters.state import set_adapter
 from fedtune.privacy.client_level import client_level_privacy
 from fedtune.protocol import ClientInstruction, ClientUpdate, Strategy
 from fedtune.selective.coordinator import layer_selection
+from fedtune.synth import SYNTHESIZERS
 
 if TYPE_CHECKING:
     from fedtune.engine.workspace import Workspace
@@ -107,6 +108,12 @@ class RoundLoop:
             if self.strategy.personal_adapters:
                 raise ConfigError(f"defense.posthoc fine-tunes the global adapter; {self.strategy.name} has none")
             self.defense = PosthocDefense(cfg, ws.model, ws.tokenizer, self.store, run_dir.path)
+        self.synthesis = None  # a server-side synthesis method (KnowledgeSG) after the last round
+        if cfg.synth is not None and (method := SYNTHESIZERS[cfg.synth.method].target).runs_on == "server":
+            if self.strategy.personal_adapters:
+                raise ConfigError(f"synth.method {cfg.synth.method} fine-tunes the global adapter; "
+                                  f"{self.strategy.name} has none")
+            self.synthesis = method(cfg, ws.model, ws.tokenizer, self.store, run_dir.path)
 
     # --------------------------------------------------------------------- public
 
@@ -241,10 +248,14 @@ class RoundLoop:
             row.setdefault("privacy", {})["sample_level"] = {
                 "epsilon": {str(u.client_id): u.metrics["dp_epsilon"] for u in updates if "dp_epsilon" in u.metrics},
                 "delta": cfg.privacy.sample_level.delta}
+        last = r == cfg.federation.rounds - 1 or self._over_budget(r + 1)  # the budget's last round is final too
+        if self.synthesis is not None and last:  # the server's synthesis, scored against the model it starts from
+            before = self.evaluate(global_adapter)
+            global_adapter, row["synth"] = self.synthesis.apply(r, global_adapter, self.ws.initial_adapter)
+            row["synth"]["eval_before"] = before
         if self.defense is not None and self.defense.due(r):  # the server's own fine-tune of the aggregate
             global_adapter, row["defense"] = self.defense.apply(r, global_adapter)
         t1 = time.perf_counter()
-        last = r == cfg.federation.rounds - 1 or self._over_budget(r + 1)  # the budget's last round is final too
         if last or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):
             row["eval"] = self.evaluate(global_adapter)
         row["seconds_eval"] = time.perf_counter() - t1
@@ -321,6 +332,8 @@ class RoundLoop:
             summary["privacy"] = _privacy_summary(rows)
         if self.stopped:
             summary["stopped"] = self.stopped
+        if self.synthesis is not None:
+            summary["synth"] = self.synthesis.summary(summary.get("privacy"))
         set_adapter(self.ws.model, self.ws.to_server(global_adapter))
         self.ws.model.save_pretrained(str(self.run_dir.path / "adapter"))
         if self.ws.client is not None:  # the adapter as it travelled, on the client model

@@ -59,12 +59,14 @@ class Workspace:
 
 
 
-def build_data(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None) -> FederatedData:
+def build_data(cfg: RunConfig, loaded: LoadedModel | None = None, cache_dir: Path | None = None,
+               transcripts: Path | None = None) -> FederatedData:
     """The run's federated data (its client count may differ from ``federation.num_clients``: a
     natural partition has its own, ``empty_client: skip`` may leave some out; the run follows
-    the data, see ``fit_federation``)."""
+    the data, see ``fit_federation``). ``transcripts``: where simulating synthesis methods write
+    their calls (default ``<run>/synth/transcripts``)."""
     return build_federated_data(cfg, cfg.train.record_kind, scoring_context(loaded, cfg.data),
-                                cache_dir / "data" if cache_dir else None, synthesis_step(cfg, loaded))
+                                cache_dir / "data" if cache_dir else None, synthesis_step(cfg, loaded, transcripts))
 
 
 def fit_federation(cfg: RunConfig, data: FederatedData) -> RunConfig:

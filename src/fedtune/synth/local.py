@@ -21,8 +21,22 @@ from fedtune.synth.generation import GENERATORS, GenerationParams, TextGenerator
 
 class LocalParams(GenerationParams):
     model: str | None = None  # None = the run's own model; else a model name or path, loaded once
+    # a peft adapter directory (e.g. another run's adapter/) put on ``model``: a fine-tuned model
+    # without merging it first (KnowledgeSG's professional, a judge)
+    adapter: str | None = None
     batch_size: int = Field(16, ge=1)
     bf16: AutoSwitch = "auto"  # autocast to bf16; auto = only where the CPU has bf16 matrix units
+
+
+def with_adapter(model, directory: str):
+    """``model`` with the peft adapter saved in ``directory`` (one-line error when it is not one)."""
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    if not (Path(directory) / "adapter_config.json").is_file():
+        raise ValueError(f"generation.adapter: {directory} holds no peft adapter (adapter_config.json)")
+    return PeftModel.from_pretrained(model, directory)
 
 
 @GENERATORS.register("local", LocalParams)
@@ -36,6 +50,10 @@ class LocalGenerator(TextGenerator):
 
             loaded = load_model(params.model)
             model, tokenizer = loaded.model, loaded.tokenizer
+            if params.adapter is not None:
+                model = with_adapter(model, params.adapter)
+        elif params.adapter is not None:
+            raise ValueError("generation.adapter: name the model it belongs to (generation.model)")
         if model is None:
             raise ValueError("generation: the local backend needs a model (generation.model or the run's own)")
         self.model, self.tokenizer = model, tokenizer

@@ -1,8 +1,9 @@
-"""The synthesis-method registry: ``synth: {method: NAME, ...}`` turns or extends a client's data.
+"""The synthesis-method registry: ``synth: {method: NAME, ...}`` turns or extends the training data.
 
-A method is one file in this package: a parameter model and a ``Synthesis`` class registered with
-``@SYNTHESIZERS.register(NAME, Params)``. It runs on each client's records before the data
-pipeline (on the client's own machine on Flower), with the generator its ``generation`` names.
+A method is one file in this package: a parameter model and a class registered with
+``@SYNTHESIZERS.register(NAME, Params)``. A ``Synthesis`` runs on each client's records before the
+data pipeline (on the client's own machine on Flower), with the generator its ``generation``
+names; a ``ServerSynthesis`` runs at the server after the last round, on the global adapter.
 """
 
 from __future__ import annotations
@@ -13,10 +14,27 @@ SYNTHESIZERS = Registry("synth", tag="method")
 
 
 class Synthesis:
-    """Base of every method. ``synthesize(records, client, sizes)`` -> (records, report rows);
+    """Base of the client-side methods. ``synthesize(records, client, sizes)`` -> (records, report rows);
     ``sizes`` is every client's record count before synthesis where the caller knows it (a node
     with its own data file knows only its own: None)."""
 
+    runs_on = "clients"
+
     def synthesize(self, records: list[dict], client: str,
                    sizes: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
+        raise NotImplementedError
+
+
+class ServerSynthesis:
+    """Base of the server-side methods (KnowledgeSG): built with ``(cfg, model, tokenizer, store,
+    run_path)`` by the round loop; after the last round ``apply(round, global_adapter, initial_adapter)`` returns
+    (the adapter the run ends with, the report for the round's metrics row), and ``summary(privacy)``
+    what summary.json says about it."""
+
+    runs_on = "server"
+
+    def apply(self, round: int, global_adapter, initial_adapter) -> tuple[object, dict]:
+        raise NotImplementedError
+
+    def summary(self, privacy: dict | None) -> dict:
         raise NotImplementedError
