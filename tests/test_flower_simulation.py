@@ -1,7 +1,8 @@
 """Flower's simulation engine (Ray) runs the same ServerApp/ClientApp: `flwr run` against a
 simulation SuperLink gives the embedded engine's final adapter — for SFT, for β-DPO (whose EMA
 statistics live on the nodes between rounds) and for DPO against the run's start adapter (sent
-by the server with every instruction). And `flwr run .` runs the repository's own Flower app."""
+by the server with every instruction), under attacks, the post-hoc defense and the server's
+synthesis. And `flwr run .` runs the repository's own Flower app."""
 
 from __future__ import annotations
 
@@ -100,40 +101,50 @@ def test_flwr_run_dot_runs_the_repository_app(tmp_path):
     assert [set(r["train"]) for r in read_rows(run)] == [{"0", "1"}]
 
 
-@pytest.mark.parametrize("method", ["sign_flip", "alie"])
-def test_attacks_on_flower_match_the_embedded_engine(tmp_path, method):
-    """A simulated attacker under a robust rule on Flower: sign flip runs on the attacker's own
-    node, ALIE (omniscient: it needs the round's benign updates) in the ServerApp's collusion
-    channel; either way the final adapter and the ground-truth rows equal the embedded run's."""
-    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
-        "federation.num_clients": 3, "federation.rounds": 1, "aggregation.reducer": {"name": "median"},
-        "attack": {"method": method, "clients": [1]}})
-    with Federation(tmp_path, simulation=True) as fed:
-        out = fed.run(config, federation_config={"num-supernodes": 3, "client-resources-num-cpus": 1})
-    assert "run finished" in out, out[-3000:]
-    reference = embedded_run(config, tmp_path / "embedded-run")
-    assert_adapters_close(final_adapter(tmp_path / "sim-run"), final_adapter(reference))
-    rows, embedded = read_rows(tmp_path / "sim-run"), read_rows(reference)
+def assert_attack_rows_match(rows: list[dict], embedded: list[dict]) -> None:
     for row, other in zip(rows, embedded):
         assert row["attack"]["clients"] == [1] and row["aggregation"]["rule"] == "median"
         assert row["attack"]["distance_from_benign_mean"] == pytest.approx(
             other["attack"]["distance_from_benign_mean"], rel=1e-3, abs=1e-6)
 
 
-def test_safety_attack_and_posthoc_defense_on_flower_match_the_embedded_engine(tmp_path):
-    """Malicious data holders (each node builds its own suite data) and the server's level-3
-    post-hoc defense after the last round: the final adapter and the defense's generated pairs
-    equal the embedded run's."""
+def test_omniscient_attack_on_flower_matches_the_embedded_engine(tmp_path):
+    """ALIE (omniscient: it needs the round's benign updates) runs in the ServerApp's collusion
+    channel under a robust rule; the final adapter and the ground-truth rows equal the embedded
+    run's. (An attack on the attacker's own node is in the next test.)"""
+    config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
+        "federation.num_clients": 3, "federation.rounds": 1, "aggregation.reducer": {"name": "median"},
+        "attack": {"method": "alie", "clients": [1]}})
+    with Federation(tmp_path, simulation=True) as fed:
+        out = fed.run(config, federation_config={"num-supernodes": 3, "client-resources-num-cpus": 1})
+    assert "run finished" in out, out[-3000:]
+    reference = embedded_run(config, tmp_path / "embedded-run")
+    assert_adapters_close(final_adapter(tmp_path / "sim-run"), final_adapter(reference))
+    assert_attack_rows_match(read_rows(tmp_path / "sim-run"), read_rows(reference))
+
+
+def test_attacks_defense_and_server_synthesis_on_flower_match_the_embedded_engine(tmp_path):
+    """One Flower run with everything that acts beside plain training: a sign-flip attacker on its
+    own node under the median, malicious data holders (each node builds its own suite data), the
+    server's KnowledgeSG step and its level-3 post-hoc defense after the last round. The final
+    adapter, the attack's ground truth, the synthesis record and the defense's pairs equal the
+    embedded run's."""
     config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "sim-run", **{
         "federation.num_clients": 3, "federation.rounds": 1, "data.suite.forbidden_topic": "password",
-        "data.suite.malicious_clients": [2],
+        "data.suite.malicious_clients": [2], "aggregation.reducer": {"name": "median"},
+        "attack": {"method": "sign_flip", "clients": [1]},
+        "synth": {"method": "knowledgesg", "n": 2, "steps": 1, "generation": {"backend": "local", "max_new_tokens": 8}},
         "defense.posthoc": {"level": 3, "steps": 2, "count": 4, "filter_refusals": False}})
     with Federation(tmp_path, simulation=True) as fed:
         out = fed.run(config, federation_config={"num-supernodes": 3, "client-resources-num-cpus": 1})
     assert "run finished" in out, out[-3000:]
     reference = embedded_run(config, tmp_path / "embedded-run")
     assert_adapters_close(final_adapter(tmp_path / "sim-run"), final_adapter(reference))
+    assert_attack_rows_match(read_rows(tmp_path / "sim-run"), read_rows(reference))
+    synthesized = [tmp_path / "sim-run" / "synth" / "knowledgesg.jsonl", reference / "synth" / "knowledgesg.jsonl"]
+    assert synthesized[0].read_text() == synthesized[1].read_text() != ""
     last, other = read_rows(tmp_path / "sim-run")[-1], read_rows(reference)[-1]
+    assert last["synth"]["attempts"] == other["synth"]["attempts"] == 2
     assert last["defense"]["pairs_used"] == other["defense"]["pairs_used"] == 8
     assert "harmless_rate" in last["eval"]["global"]
     rounds = len(read_rows(reference))

@@ -9,7 +9,8 @@ import sqlite3
 
 import pytest
 from chat_server import ChatServer
-from conftest import metrics_rows, run_config
+from conftest import interrupt_in_round, metrics_rows, run_config
+from flower_harness import assert_adapters_close
 from safetensors.torch import load_file
 
 from fedtune.config import ConfigError
@@ -65,13 +66,16 @@ def test_server_synthesis_after_dp_training(tmp_path, loaded, monkeypatch):
     (tmp_path / "demos.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
     server = ChatServer(professional)
 
-    def run(out: str):
+    def config(out: str):
         synth = {"method": "knowledgesg", "n": 4, "prompting": "icl", "examples": str(tmp_path / "demos.jsonl"),
                  "steps": 2, "vet": True, "domain_prompt": "medical",
                  "generation": {"backend": "local", "max_new_tokens": 8, "temperature": 0},
                  "professional": {"backend": "openai", "base_url": server.url, "model": "pro", "concurrency": 1}}
-        cfg = run_config(tmp_path, out, synth=synth, **{"federation.rounds": 1, "federation.num_clients": 2,
-                                                        "eval.every": 0, "privacy.sample_level": {"noise_multiplier": 0.8}})
+        return run_config(tmp_path, out, synth=synth, **{"federation.rounds": 1, "federation.num_clients": 2,
+                                                         "eval.every": 0, "privacy.sample_level": {"noise_multiplier": 0.8}})
+
+    def run(out: str):
+        cfg = config(out)
         return cfg, run_experiment(cfg, loaded=loaded, progress=False)
 
     try:
@@ -97,8 +101,17 @@ def test_server_synthesis_after_dp_training(tmp_path, loaded, monkeypatch):
             assert len(keys) == 4
             db.executemany("UPDATE outputs SET text = ? WHERE key = ?", zip(texts, keys))
         cfg, summary = run("synthesized")
+        # killed inside the last round (after its clients trained, before the server step): --resume
+        # redoes the round, server step included, and ends where the uninterrupted run ended
+        requests = len(server.requests)
+        resumed = config("resumed")
+        interrupt_in_round(resumed, loaded, stop_round=0)
+        run_experiment(resumed, resume=True, loaded=loaded, progress=False)
     finally:
         server.close()
+    assert len(server.requests) == requests  # the professional's answers came from the cache
+    assert_adapters_close(load_file(str(resumed.run_dir() / "adapter" / "adapter_model.safetensors")),
+                          load_file(str(cfg.run_dir() / "adapter" / "adapter_model.safetensors")))
     row = metrics_rows(cfg)[-1]["synth"]
     assert row["kept"] == 1 and row["dropped"] == {"near_copy": 1, "duplicate": 1, "vetoed": 1}
     vets = [r for r in server.requests if r.startswith("Is the following")]

@@ -43,6 +43,10 @@ class FederationConfig(Section):
     clients_per_round: int | float = 1.0
     rounds: int = Field(5, ge=1)
     sampling_seed: int | None = None  # defaults to the run seed
+    # The embedded engine trains each round's clients in parallel, one worker process per device
+    # listed (e.g. [cuda:0, cuda:1]; [cpu, cpu] on a CPU), the base model loaded once per worker;
+    # empty = one after the other in this process. Same results as sequential (docs/devices.md).
+    client_devices: list[str] = []
 
     @field_validator("clients_per_round")
     @classmethod

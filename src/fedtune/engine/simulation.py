@@ -7,8 +7,8 @@ checkpoints, resume) is the shared ``RoundLoop``; this module adds the in-proces
 
 from __future__ import annotations
 
-from fedtune import adapter_state as ops
 from fedtune.adapter_state import AdapterState
+from fedtune.algorithms import ALGORITHMS
 from fedtune.client.alternating import snapshot
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
@@ -18,6 +18,7 @@ from fedtune.data.tokenize import pool
 from fedtune.engine.progress import Progress
 from fedtune.engine.rounds import ClientReplies, RoundLoop
 from fedtune.engine.run_dir import RunDir
+from fedtune.engine.wire import bytes_down, bytes_up
 from fedtune.engine.workspace import Workspace
 from fedtune.privacy.dp_sgd import sample_level_privacy
 from fedtune.protocol import ClientInstruction
@@ -36,27 +37,52 @@ class EmbeddedClients:
     def execute(self, round: int, work: list[tuple[ClientInstruction, AdapterState]]) -> ClientReplies:
         replies = ClientReplies()
         for ins, start in work:
-            replies.bytes_down += ops.num_bytes(start) + sum(ops.num_bytes(t) for t in ins.tensors.values())
+            replies.bytes_down += bytes_down(ins, start)
             self.progress.start_client(ins.client_id, ins.steps)
             update = self.trainer.train(ins, received_start(ins, start), self.local_data[ins.client_id])
-            replies.bytes_up += ops.num_bytes(update.adapter) + sum(ops.num_bytes(t) for t in update.tensors.values())
+            replies.bytes_up += bytes_up(update)
             replies.updates.append((ins, update))
         return replies
 
 
+def local_trainer(cfg: RunConfig, ws: Workspace, store: ClientStateStore) -> LocalTrainer:
+    """The clients' trainer on the workspace's model (shared by every in-process client)."""
+    personal = snapshot(ws.client.model) if ws.client is not None and ws.client.personal_model else None
+    return LocalTrainer(ws.trained_model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
+                        reference=ws.dpo_reference(cfg.train), privacy=sample_level_privacy(cfg),
+                        quality=data_quality(cfg), personal_start=personal)
+
+
+def local_data(cfg: RunConfig, ws: Workspace) -> list[LocalData]:
+    """Each client's tokens by client id; one client (id 0) holding everyone's for a strategy
+    that pools the data (centralized training)."""
+    if ALGORITHMS[cfg.algorithm.name].target.pools_data:
+        return [LocalData(0, pool(ws.train_tokens))]
+    return [LocalData(c, t) for c, t in enumerate(ws.train_tokens)]
+
+
 class Simulation(RoundLoop):
-    """The embedded engine: ``Simulation(cfg, ws, run_dir).run(resume)``."""
+    """The embedded engine: ``Simulation(cfg, ws, run_dir).run(resume)``; with
+    ``federation.client_devices`` the round's clients train in parallel worker processes."""
 
     def __init__(self, cfg: RunConfig, ws: Workspace, run_dir: RunDir, progress: Progress | None = None):
         progress = progress or Progress(enabled=False)
         store = ClientStateStore(run_dir.clients)
-        personal = snapshot(ws.client.model) if ws.client is not None and ws.client.personal_model else None
-        self.trainer = LocalTrainer(ws.trained_model, ws.tokenizer, cfg.train, store, seed=cfg.seed,
-                                    reference=ws.dpo_reference(cfg.train), privacy=sample_level_privacy(cfg),
-                                    quality=data_quality(cfg), personal_start=personal)
-        clients = EmbeddedClients(self.trainer, [], progress)
-        super().__init__(cfg, ws, run_dir, clients, progress=progress, store=store)
-        if self.strategy.pools_data:  # one client (id 0) holding every client's data
-            clients.local_data = [LocalData(0, pool(ws.train_tokens))]
+        if cfg.federation.client_devices:
+            from fedtune.engine.parallel import (
+                ParallelClients,  # it imports this module
+            )
+
+            clients = self.parallel = ParallelClients(cfg, cfg.federation.client_devices, run_dir.clients, progress)
         else:
-            clients.local_data = [LocalData(c, t) for c, t in enumerate(ws.train_tokens)]
+            self.parallel = None
+            self.trainer = local_trainer(cfg, ws, store)
+            clients = EmbeddedClients(self.trainer, local_data(cfg, ws), progress)
+        super().__init__(cfg, ws, run_dir, clients, progress=progress, store=store)
+
+    def run(self, resume: bool = False) -> dict:
+        try:
+            return super().run(resume)
+        finally:
+            if self.parallel is not None:
+                self.parallel.close()
