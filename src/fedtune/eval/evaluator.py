@@ -14,7 +14,8 @@ from fedtune.adapter_state import AdapterState
 from fedtune.eval.registry import METRICS
 from fedtune.eval.safety_prompts import read_prompts, suite_forbidden_prompts
 from fedtune.models.adapters.state import set_adapter
-from fedtune.precision import use_bf16
+from fedtune.models.device import model_device
+from fedtune.precision import precision_for
 from fedtune.synth.generation import build_generator
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class Evaluator:
 
     def __init__(self, cfg: "RunConfig", ws: "Workspace", reference: AdapterState | None, also: tuple[str, ...] = ()):
         self.cfg, self.ws, self.reference = cfg, ws, reference
-        self.bf16 = use_bf16(cfg.train.bf16)
+        self.precision = precision_for(cfg.train.bf16, model_device(ws.model))
         self.pad_id = ws.tokenizer.pad_token_id
         chosen = cfg.eval.metrics
         if chosen is None:
