@@ -375,8 +375,8 @@ def _check_privacy(cfg: RunConfig, source: str) -> None:
                           f"{cfg.model.adapter.method}'s layers (DoRA's magnitude normalisation, IA³'s scaling "
                           "vectors); use lora or a soft prompt with DP-SGD")
     if cfg.privacy.sample_level is not None and cfg.train.gradient_checkpointing:
-        raise ConfigError(f"{source}: 'train.gradient_checkpointing': Opacus' per-example gradient hooks see each "
-                          "checkpointed layer's forward twice (once more in backward); turn it off under "
+        raise ConfigError(f"{source}: 'train.gradient_checkpointing': Opacus records no per-example gradients in a "
+                          "checkpointed layer (its forward is recomputed in backward); turn it off under "
                           "privacy.sample_level")
     if cfg.privacy.sample_level is not None and cfg.quality is not None:
         raise ConfigError(f"{source}: 'quality': choosing examples by their scores is a data-dependent step "
