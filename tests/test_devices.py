@@ -171,9 +171,10 @@ def test_quantization_without_bitsandbytes_says_how_to_install_it(monkeypatch):
 # ------------------------------------------------------------------ gradient checkpointing
 
 
-def _one_round(tmp_path, loaded, checkpointing: bool) -> tuple[dict, dict]:
+def _one_round(tmp_path, loaded, method: str, checkpointing: bool) -> tuple[dict, dict]:
     """(adapter after one round of client 0, the adapter it started from)."""
-    cfg = run_config(tmp_path, f"gc{checkpointing}", **{"train.gradient_checkpointing": checkpointing})
+    cfg = run_config(tmp_path, f"gc{checkpointing}", **{"train.gradient_checkpointing": checkpointing,
+                                                        "model.adapter": {"method": method}})
     ws = build_workspace(cfg, loaded)
     trainer = LocalTrainer(ws.model, ws.tokenizer, cfg.train, ClientStateStore(tmp_path / f"store{checkpointing}"))
     update = trainer.train(ClientInstruction(0, 0, cfg.train.lr, cfg.train.steps), ws.initial_adapter,
@@ -181,16 +182,19 @@ def _one_round(tmp_path, loaded, checkpointing: bool) -> tuple[dict, dict]:
     return update.adapter, ws.initial_adapter
 
 
-def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, tiny):
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, tiny, method):
     loaded = LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
-    plain, start = _one_round(tmp_path, loaded, False)
-    checkpointed, _ = _one_round(tmp_path, loaded, True)
+    plain, start = _one_round(tmp_path, loaded, method, False)
+    checkpointed, _ = _one_round(tmp_path, loaded, method, True)
     assert loaded.model.get_base_model().is_gradient_checkpointing
     assert any(not torch.equal(plain[k], start[k]) for k in plain)  # it trained
     assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6) for k in plain)
 
 
-def test_gradient_checkpointing_is_refused_under_dp_sgd():
+def test_gradient_checkpointing_is_refused_under_dp_sgd_and_with_prefix_tuning():
     with pytest.raises(ConfigError, match="'train.gradient_checkpointing'.*privacy.sample_level"):
         load_config(None, ["privacy.sample_level={noise_multiplier: 1}", "train.gradient_checkpointing=true"])
+    with pytest.raises(ConfigError, match="'train.gradient_checkpointing'.*prefix tuning"):
+        load_config(None, ["model.adapter={method: prefix}", "train.gradient_checkpointing=true"])
 

@@ -255,6 +255,7 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     if cfg.data.canaries is None and any(m.name == "canary_exposure" for m in cfg.eval.metrics or []):
         raise ConfigError(f"{source}: 'eval.metrics': canary_exposure needs data.canaries (the secrets it measures)")
     _check_privacy(cfg, source)
+    _check_gradient_checkpointing(cfg, source)
     _check_secure_aggregation(cfg, source)
     _check_compression(cfg, source)
     _check_selective(cfg, source)
@@ -363,6 +364,19 @@ def _check_secure_aggregation(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: 'privacy.secure_aggregation.timeout' must be positive or null")
 
 
+def _check_gradient_checkpointing(cfg: RunConfig, source: str) -> None:
+    """What activation checkpointing cannot run with (both checked on tiny-random)."""
+    if not cfg.train.gradient_checkpointing:
+        return
+    key = f"{source}: 'train.gradient_checkpointing'"
+    if cfg.privacy.sample_level is not None:
+        raise ConfigError(f"{key}: Opacus records no per-example gradients in a checkpointed layer (its forward "
+                          "is recomputed in backward); turn it off under privacy.sample_level")
+    if cfg.model.adapter.method == "prefix":
+        raise ConfigError(f"{key}: transformers drops the attention cache in checkpointed layers, and prefix "
+                          "tuning's prefixes live there; turn it off or use another adapter")
+
+
 def _check_privacy(cfg: RunConfig, source: str) -> None:
     """DP-SGD needs per-example gradients; client-level DP's noise is calibrated to the
     equal-weight mean of whole updates."""
@@ -374,10 +388,6 @@ def _check_privacy(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: 'privacy.sample_level': Opacus has no per-example gradients for "
                           f"{cfg.model.adapter.method}'s layers (DoRA's magnitude normalisation, IA³'s scaling "
                           "vectors); use lora or a soft prompt with DP-SGD")
-    if cfg.privacy.sample_level is not None and cfg.train.gradient_checkpointing:
-        raise ConfigError(f"{source}: 'train.gradient_checkpointing': Opacus records no per-example gradients in a "
-                          "checkpointed layer (its forward is recomputed in backward); turn it off under "
-                          "privacy.sample_level")
     if cfg.privacy.sample_level is not None and cfg.quality is not None:
         raise ConfigError(f"{source}: 'quality': choosing examples by their scores is a data-dependent step "
                           "DP-SGD's guarantee does not cover; drop quality or privacy.sample_level")

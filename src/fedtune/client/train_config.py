@@ -24,7 +24,7 @@ class TrainConfig(Section):
     # half-precision autocast; auto = bf16 on a GPU that has it (else fp16 with loss scaling), on a
     # CPU only with bf16 matrix units (see fedtune.precision)
     bf16: AutoSwitch = "auto"
-    # recompute activations in backward (less memory, more compute); not under privacy.sample_level
+    # recompute activations in backward (less memory, more compute); not with DP-SGD or prefix tuning
     gradient_checkpointing: bool = False
     optimizer_state: Literal["fresh", "persist"] = "fresh"  # AdamW state reset each round, or kept per client
     threads: int | None = None  # torch intra-op threads; None = torch's default
