@@ -21,7 +21,7 @@ from fedtune.models.adapters.state import get_adapter, set_adapter
 from fedtune.models.config import ModelConfig, QuantizationConfig
 from fedtune.models.device import resolve_device
 from fedtune.models.loader import LoadedModel, load_base
-from fedtune.models.quantization import check_quantization
+from fedtune.models.quantization import bnb_config, check_quantization
 from fedtune.precision import Precision, choose, cpu_has_bf16_units, precision_for
 from fedtune.protocol import ClientInstruction
 
@@ -148,7 +148,8 @@ def test_quantization_type_is_four_bit_only():
 @no_gpu
 def test_quantization_without_a_gpu_is_refused_before_loading(tmp_path):
     cfg = load_config(None, ['model.quantization={"bits": 4}', "model.name=some-org/some-model"])
-    with pytest.raises(ConfigError, match=r"^model\.quantization: .*need a CUDA device, but model\.device is cpu"):
+    refused = r"^model\.quantization: .*need a CUDA device, but model\.device resolves to cpu"
+    with pytest.raises(ConfigError, match=refused):
         load_base(cfg.model)
     (tmp_path / "c.yaml").write_text(f"model:\n  name: some-org/some-model\n  quantization: {{bits: 8}}\n"
                                      f"output:\n  dir: {tmp_path}/run\n")
@@ -159,6 +160,16 @@ def test_quantization_without_a_gpu_is_refused_before_loading(tmp_path):
     assert "Traceback" not in result.output + result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_quantization_maps_to_bitsandbytes_settings():
+    four = bnb_config(QuantizationConfig(bits=4, double_quant=True, compute_dtype="float16"))
+    assert four.load_in_4bit and not four.load_in_8bit
+    assert (four.bnb_4bit_quant_type, four.bnb_4bit_use_double_quant, four.bnb_4bit_compute_dtype) == \
+        ("nf4", True, torch.float16)
+    assert bnb_config(QuantizationConfig(bits=4, type="fp4")).bnb_4bit_quant_type == "fp4"
+    eight = bnb_config(QuantizationConfig(bits=8))
+    assert eight.load_in_8bit and not eight.load_in_4bit
+
+
 def test_quantization_without_bitsandbytes_says_how_to_install_it(monkeypatch):
     import importlib.util
 
@@ -166,6 +177,8 @@ def test_quantization_without_bitsandbytes_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else find_spec(name))
     with pytest.raises(ConfigError, match=r"bitsandbytes is not installed; pip install 'fedtune\[gpu\]'"):
         check_quantization(QuantizationConfig(bits=4), torch.device("cuda", 0), "some-org/some-model", None)
+    with pytest.raises(ConfigError, match=r"model\.quantization: tiny-random is not a Hugging Face checkpoint"):
+        check_quantization(QuantizationConfig(bits=4), torch.device("cuda", 0), "tiny-random", None)
 
 
 # ------------------------------------------------------------------ gradient checkpointing

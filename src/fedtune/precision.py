@@ -63,4 +63,5 @@ class Precision:
 def precision_for(setting: str, device: torch.device) -> Precision:
     """``setting`` on this machine's ``device``, with its real capabilities."""
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return Precision(device.type, choose(setting, device.type, cuda_bf16, device.type == "cpu" and cpu_has_bf16_units()))
+    cpu_units = device.type == "cpu" and cpu_has_bf16_units()
+    return Precision(device.type, choose(setting, device.type, cuda_bf16, cpu_units))

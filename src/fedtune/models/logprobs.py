@@ -2,9 +2,10 @@
 difficulty scores (IFD) and evaluation share.
 
 Labels use ``IGNORE`` (-100, the Hugging Face convention) at every position that is not part of
-a response; batches are right-padded by ``collate`` and put on the model's device there. The LM head runs only at positions whose
-next token is a label: on short-answer data most positions are prompt, so this skips most of the
-vocabulary projection (a large share of a small model's FLOPs) without changing any result.
+a response; batches are right-padded by ``collate`` and put on the model's device there. The LM
+head runs only at positions whose next token is a label: on short-answer data most positions are
+prompt, so this skips most of the vocabulary projection (a large share of a small model's FLOPs)
+without changing any result.
 """
 
 from __future__ import annotations

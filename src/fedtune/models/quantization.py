@@ -20,13 +20,13 @@ from fedtune.schema import ConfigError
 def check_quantization(q: QuantizationConfig, device: torch.device, name: str, gguf_file: str | None) -> None:
     """Raise a one-line ConfigError when ``q`` cannot load ``name`` on ``device`` here."""
     if device.type != "cuda":
-        raise ConfigError(f"model.quantization: bitsandbytes' {q.bits}-bit weights need a CUDA device, "
-                          f"but model.device is {device.type}; drop model.quantization or run on a GPU host")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("model.quantization: bitsandbytes is not installed; pip install 'fedtune[gpu]'")
-    if name == "tiny-random" or name == "smollm2-135m-instruct" or name.endswith(".gguf") or gguf_file:
+        raise ConfigError(f"model.quantization: bitsandbytes' {q.bits}-bit weights need a CUDA device, but "
+                          f"model.device resolves to {device.type} here; drop model.quantization or run on a GPU host")
+    if name in ("tiny-random", "smollm2-135m-instruct") or name.endswith(".gguf") or gguf_file:
         raise ConfigError(f"model.quantization: {name} is not a Hugging Face checkpoint (a GGUF file or a "
                           "built-in model); name a Hugging Face id or directory")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("model.quantization: bitsandbytes is not installed; pip install 'fedtune[gpu]'")
 
 
 def bnb_config(q: QuantizationConfig):
