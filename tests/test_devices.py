@@ -71,6 +71,9 @@ def test_adapter_state_round_trip_is_cpu_copies(tiny):
     assert all(torch.equal(again[k], changed[k]) for k in state)
     next(iter(again.values())).zero_()  # a copy: editing it leaves the model alone
     assert all(torch.equal(get_adapter(model)[k], changed[k]) for k in state)
+    # set copies into the model's own tensors (the same copy_ that moves a CPU state onto a GPU)
+    set_adapter(model, {k: t.double() for k, t in state.items()})
+    assert all(t.dtype == torch.float32 for t in get_adapter(model).values())
 
 
 def test_checkpoint_written_on_one_device_setting_resumes_on_another(tmp_path, loaded, monkeypatch):
