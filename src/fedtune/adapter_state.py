@@ -1,7 +1,8 @@
 """Adapter state: an ordered mapping of LoRA tensor names to tensors, and the arithmetic FL needs.
 
 Everything that crosses the client/server boundary or lands on disk is an ``AdapterState``
-(safetensors on disk, Flower ArrayRecords on the wire) — never a pickle.
+(safetensors on disk, Flower ArrayRecords on the wire) — never a pickle — and its tensors are on
+the CPU, whatever device the model trains on: a checkpoint written on a GPU resumes on a CPU.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ AdapterState = dict[str, torch.Tensor]
 
 
 def clone(state: Mapping[str, torch.Tensor]) -> AdapterState:
-    """Detached fp32-preserving copy, so later in-place training never aliases global state."""
-    return {k: v.detach().clone() for k, v in state.items()}
+    """Detached dtype-preserving CPU copy, so later in-place training never aliases global state
+    and no state holds a device (the model's tensors may live on a GPU)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def zeros_like(state: Mapping[str, torch.Tensor]) -> AdapterState:

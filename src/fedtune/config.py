@@ -259,6 +259,7 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     if cfg.data.canaries is None and any(m.name == "canary_exposure" for m in cfg.eval.metrics or []):
         raise ConfigError(f"{source}: 'eval.metrics': canary_exposure needs data.canaries (the secrets it measures)")
     _check_privacy(cfg, source)
+    _check_gradient_checkpointing(cfg, source)
     _check_secure_aggregation(cfg, source)
     _check_compression(cfg, source)
     _check_selective(cfg, source)
@@ -365,6 +366,19 @@ def _check_secure_aggregation(cfg: RunConfig, source: str) -> None:
                           "sees neither single updates to clip nor the bits adaptive clipping counts)")
     if sa.timeout is not None and sa.timeout <= 0:
         raise ConfigError(f"{source}: 'privacy.secure_aggregation.timeout' must be positive or null")
+
+
+def _check_gradient_checkpointing(cfg: RunConfig, source: str) -> None:
+    """What activation checkpointing cannot run with (both checked on tiny-random)."""
+    if not cfg.train.gradient_checkpointing:
+        return
+    key = f"{source}: 'train.gradient_checkpointing'"
+    if cfg.privacy.sample_level is not None:
+        raise ConfigError(f"{key}: Opacus records no per-example gradients in a checkpointed layer (its forward "
+                          "is recomputed in backward); turn it off under privacy.sample_level")
+    if cfg.model.adapter.method == "prefix":
+        raise ConfigError(f"{key}: transformers drops the attention cache in checkpointed layers, and prefix "
+                          "tuning's prefixes live there; turn it off or use another adapter")
 
 
 def _check_privacy(cfg: RunConfig, source: str) -> None:

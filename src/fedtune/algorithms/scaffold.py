@@ -82,8 +82,9 @@ class ScaffoldHook(TrainingHook):
         self.server_control = instruction.tensors[SERVER_CONTROL]
         saved = self.store.get(instruction.client_id, CLIENT_CONTROL)
         self.client_control = saved if saved is not None else ops.zeros_like(self.server_control)
-        self.correction = ops.subtract(self.server_control, self.client_control)
-        self.start = {k: p.detach().clone() for k, p in params.items()}
+        device = next(iter(params.values())).device  # the correction applies to the live parameters
+        self.correction = {k: t.to(device) for k, t in ops.subtract(self.server_control, self.client_control).items()}
+        self.start = ops.clone(params)  # on the CPU, as update.adapter
 
     def on_initial_gradient(self, grads: dict[str, torch.Tensor]) -> None:
         self.initial_gradient = grads

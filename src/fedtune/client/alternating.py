@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fedtune.adapter_state import AdapterState
+from fedtune.adapter_state import AdapterState, clone
 from fedtune.models.adapters.state import adapter_parameters, set_adapter
 from fedtune.protocol import ClientInstruction, ClientUpdate
 
@@ -31,7 +31,7 @@ def model_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 def snapshot(model) -> AdapterState:
     """The model weights every client starts from (taken before anyone trains)."""
-    return {k: p.detach().clone() for k, p in model_parameters(model).items()}
+    return clone(model_parameters(model))
 
 
 def alternating_round(trainer: "LocalTrainer", instruction: ClientInstruction, start: AdapterState,
@@ -57,7 +57,7 @@ def alternating_round(trainer: "LocalTrainer", instruction: ClientInstruction, s
             p.requires_grad_(False)
         for p in prompt.values():
             p.requires_grad_(True)
-    trainer.store.put(cid, PERSONAL_MODEL, {k: p.detach().clone() for k, p in weights.items()})
+    trainer.store.put(cid, PERSONAL_MODEL, clone(weights))
     update = trainer._train(instruction, data, prompt)  # phase 2: the prompt, model frozen
     m = update.metrics
     m["model_loss"], m["steps"] = first.metrics["loss"], m["steps"] + first.metrics["steps"]

@@ -19,7 +19,6 @@ import torch
 
 from fedtune.client.batching import length_grouped_batches, round_rng
 from fedtune.models.adapters.state import adapter_parameters, set_adapter
-from fedtune.precision import autocast
 from fedtune.protocol import ClientInstruction, ClientUpdate
 
 PROBE = "gradient_probe"  # instruction config: {"batches": n or null} (JSON)
@@ -50,7 +49,7 @@ def gradient_probe(trainer, instruction: ClientInstruction, start, data) -> Clie
     model.train()
     model.zero_grad(set_to_none=True)
     for idx in batches:  # the running gradient G_t, never zeroed (the authors' pass)
-        with autocast(trainer.bf16):
+        with trainer.precision.autocast():
             loss, _ = objective.loss(model, tokens, idx, trainer.pad_id)
         (loss / max(objective.step_weight(tokens, idx), 1)).backward()
         for key, p in params.items():

@@ -21,7 +21,11 @@ class TrainConfig(Section):
     lr_schedule: Literal["cosine", "constant"] = "cosine"  # across rounds, constant inside a round (OpenFedLLM)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = 1.0
-    bf16: AutoSwitch = "auto"  # autocast to bf16 on CPU; auto = only with bf16 matrix units
+    # half-precision autocast; auto = bf16 on a GPU that has it (else fp16 with loss scaling), on a
+    # CPU only with bf16 matrix units (see fedtune.precision)
+    bf16: AutoSwitch = "auto"
+    # recompute activations in backward (less memory, more compute); not with DP-SGD or prefix tuning
+    gradient_checkpointing: bool = False
     optimizer_state: Literal["fresh", "persist"] = "fresh"  # AdamW state reset each round, or kept per client
     threads: int | None = None  # torch intra-op threads; None = torch's default
 

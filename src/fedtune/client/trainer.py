@@ -5,7 +5,8 @@ the LoRA tensors are swapped, the data arrives tokenized. A round is ``instructi
 optimizer steps of ``batch_size x grad_accum`` examples at the round's learning rate, with
 FL-algorithm behaviour injected through hooks (fedtune.client.hooks). With sample-level DP
 (``privacy.sample_level``) a step is a Poisson sample and its gradient DP-SGD's
-(``fedtune.privacy.dp_sgd``).
+(``fedtune.privacy.dp_sgd``). The model's device decides the precision (``fedtune.precision``):
+fp16 autocast scales the loss with a GradScaler, which is a pass-through in every other case.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fedtune.adapter_state import AdapterState
+from fedtune.adapter_state import AdapterState, clone
 from fedtune.client.alternating import alternating_round
 from fedtune.client.batching import draw_indices, length_grouped_batches, round_rng
 from fedtune.client.gradient_probe import PROBE, gradient_probe
@@ -26,7 +27,9 @@ from fedtune.client.state_store import ClientStateStore
 from fedtune.client.train_config import TrainConfig
 from fedtune.data.tokenize import PreferenceTokens, TokenizedSet
 from fedtune.models.adapters.state import adapter_parameters, get_adapter, set_adapter
-from fedtune.precision import autocast, use_bf16
+from fedtune.models.checkpointing import set_gradient_checkpointing
+from fedtune.models.device import model_device
+from fedtune.precision import Precision, precision_for
 from fedtune.protocol import ClientInstruction, ClientUpdate
 
 if TYPE_CHECKING:  # built by the engine from privacy.sample_level (the privacy package uses this one)
@@ -61,7 +64,11 @@ class LocalTrainer:
         self.personal_start = personal_start
         self.privacy = privacy  # DP-SGD settings, or None
         self.quality = quality  # data-quality control (FedDQC), or None
-        self.bf16 = use_bf16(cfg.bf16)
+        self.precision = precision_for(cfg.bf16, model_device(model))
+        if privacy is not None and self.precision.loss_scaling:
+            # DP-SGD clips per-example gradients of the unscaled loss: fp16 without scaling underflows
+            self.precision = Precision(self.precision.device_type)
+        set_gradient_checkpointing(model, cfg.gradient_checkpointing)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.objective = OBJECTIVES[cfg.objective.name].target(cfg.objective, reference)
         self.client_id, self.round_seed = 0, 0
@@ -97,6 +104,7 @@ class LocalTrainer:
         cfg = self.cfg
         persist = federated and cfg.optimizer_state == "persist"
         optimizer = torch.optim.AdamW(params.values(), lr=instruction.lr, weight_decay=cfg.weight_decay)
+        self.scaler = self.precision.scaler()
         if persist:
             self._load_optimizer(optimizer, params, instruction.client_id)
         hooks = build_hooks(instruction, self.store) if federated else []
@@ -125,7 +133,8 @@ class LocalTrainer:
         dp = self._begin_dp(instruction, data, hooks)
         if any(h.wants_initial_gradient for h in hooks):
             self._backward_step(data, steps[0], rng, params, [])
-            grads = {k: p.grad.detach().clone() for k, p in params.items()}
+            scale = self.scaler.get_scale()  # 1.0 unless fp16 scales the loss
+            grads = clone({k: p.grad / scale for k, p in params.items()})  # on the CPU, as the hooks' states
             optimizer.zero_grad(set_to_none=True)
             for hook in hooks:
                 hook.on_initial_gradient(grads)
@@ -135,12 +144,14 @@ class LocalTrainer:
                 if dp is None:
                     step_loss, step_tokens = self._backward_step(data, step_idx, rng, params, hooks)
                     if cfg.max_grad_norm:
+                        self.scaler.unscale_(optimizer)
                         torch.nn.utils.clip_grad_norm_(params.values(), cfg.max_grad_norm)
                 else:
                     step_loss, step_tokens = self._dp_backward_step(data, step_idx, rng, params, hooks, dp)
                 loss_sum += step_loss
                 token_count += step_tokens
-                optimizer.step()
+                self.scaler.step(optimizer)  # skipped (and the scale lowered) when fp16 overflowed
+                self.scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 for hook in hooks:
                     hook.after_optimizer_step(params, instruction.lr)
@@ -182,7 +193,7 @@ class LocalTrainer:
         loss_sum = 0.0
         for b, idx in enumerate(length_grouped_batches(step_idx, objective.lengths(tokens), self.cfg.batch_size,
                                                        rng, group=1)):
-            with autocast(self.bf16):
+            with self.precision.autocast():
                 loss, _ = objective.loss(self.model, tokens, idx, self.pad_id)
             loss_sum += float(loss.detach())
             total = loss / max(weight, 1)
@@ -191,7 +202,7 @@ class LocalTrainer:
                     extra = hook.extra_loss(params)
                     if extra is not None:
                         total = total + extra
-            total.backward()
+            self.scaler.scale(total).backward()
         return loss_sum, weight
 
     # ------------------------------------------------------------------ DP-SGD
@@ -214,7 +225,7 @@ class LocalTrainer:
         tokens, objective = data.tokens, self.objective
         loss_sum = 0.0
         for idx in length_grouped_batches(step_idx, objective.lengths(tokens), self.cfg.batch_size, rng, group=1):
-            with autocast(self.bf16):
+            with self.precision.autocast():
                 loss, _ = objective.loss(self.model, tokens, idx, self.pad_id)  # a sum over its examples
             loss_sum += float(loss.detach())
             loss.backward()
@@ -232,10 +243,10 @@ class LocalTrainer:
         if saved is None:
             return
         for key, p in params.items():
-            optimizer.state[p] = {
+            optimizer.state[p] = {  # the moments beside their parameter, the step count on the CPU (AdamW's)
                 "step": saved[f"step/{key}"].clone(),
-                "exp_avg": saved[f"exp_avg/{key}"].clone(),
-                "exp_avg_sq": saved[f"exp_avg_sq/{key}"].clone(),
+                "exp_avg": saved[f"exp_avg/{key}"].to(p.device),
+                "exp_avg_sq": saved[f"exp_avg_sq/{key}"].to(p.device),
             }
 
     def _save_optimizer(self, optimizer, params, client_id):
@@ -244,5 +255,5 @@ class LocalTrainer:
             st = optimizer.state.get(p)
             if st:
                 for name in ("step", "exp_avg", "exp_avg_sq"):
-                    flat[f"{name}/{key}"] = torch.as_tensor(st[name]).clone()
+                    flat[f"{name}/{key}"] = torch.as_tensor(st[name]).detach().to("cpu", copy=True)
         self.store.put(client_id, OPTIMIZER_STATE, flat)

@@ -18,7 +18,7 @@ import json
 
 import torch
 
-from fedtune.adapter_state import AdapterState
+from fedtune.adapter_state import AdapterState, clone
 from fedtune.client.batching import round_rng
 from fedtune.client.hooks import TrainingHook, register_hook
 from fedtune.compression.registry import CODECS
@@ -56,7 +56,7 @@ class Compressing(TrainingHook):
         self.start: dict[str, torch.Tensor] = {}
 
     def on_round_start(self, params, instruction):
-        self.start = {k: p.detach().float().clone() for k, p in params.items()}
+        self.start = {k: t.float() for k, t in clone(params).items()}  # on the CPU, as update.adapter
 
     def on_round_end(self, params, update: ClientUpdate) -> None:
         delta = {k: update.adapter[k].float() - x for k, x in self.start.items()}  # the keys it trained

@@ -26,8 +26,8 @@ from pydantic import Field
 from fedtune.data.canaries import Canary, CanaryConfig, make_canaries
 from fedtune.data.tokenize import tokenize_sft
 from fedtune.eval.registry import METRICS, Metric
+from fedtune.models.device import model_device
 from fedtune.models.logprobs import collate, response_logps
-from fedtune.precision import autocast
 from fedtune.schema import ConfigError, Section
 from fedtune.synth.generation import GENERATORS, build_generator
 
@@ -84,8 +84,9 @@ class CanaryExposure(Metric):
         out = []
         for start in range(0, len(tokens), self.params.batch_size):
             end = start + self.params.batch_size
-            batch = collate(tokens.input_ids[start:end], tokens.labels[start:end], evaluator.pad_id)
-            with autocast(evaluator.bf16):
+            batch = collate(tokens.input_ids[start:end], tokens.labels[start:end], evaluator.pad_id,
+                            model_device(ws.model))
+            with evaluator.precision.autocast():
                 out += (-response_logps(ws.model, batch)).tolist()
         return out
 

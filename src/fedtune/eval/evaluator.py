@@ -14,7 +14,8 @@ from fedtune.adapter_state import AdapterState
 from fedtune.eval.registry import METRICS
 from fedtune.eval.safety_prompts import read_prompts, suite_forbidden_prompts
 from fedtune.models.adapters.state import set_adapter
-from fedtune.precision import use_bf16
+from fedtune.models.device import model_device
+from fedtune.precision import Precision, precision_for
 from fedtune.synth.generation import build_generator
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ class Evaluator:
 
     def __init__(self, cfg: "RunConfig", ws: "Workspace", reference: AdapterState | None, also: tuple[str, ...] = ()):
         self.cfg, self.ws, self.reference = cfg, ws, reference
-        self.bf16 = use_bf16(cfg.train.bf16)
         self.pad_id = ws.tokenizer.pad_token_id
         chosen = cfg.eval.metrics
         if chosen is None:
@@ -45,6 +45,11 @@ class Evaluator:
         self._generator = None
         self._answers: tuple[list[str], list[str]] | None = None  # this evaluation's safety answers
         self.seconds_generating = 0.0  # spent generating them
+
+    @functools.cached_property
+    def precision(self) -> Precision:
+        """The evaluated model's autocast (``train.bf16`` on its device), found on first use."""
+        return precision_for(self.cfg.train.bf16, model_device(self.ws.model))
 
     @functools.cached_property
     def safety_prompts(self) -> list[str]:

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from fedtune.data.tokenize import TokenizedSet
 from fedtune.eval.registry import METRICS, Metric
+from fedtune.models.device import model_device
 from fedtune.models.logprobs import IGNORE, causal_parts, collate, decoder_hidden
-from fedtune.precision import autocast
+from fedtune.precision import Precision
 
 
 @dataclass
@@ -32,16 +33,18 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32, bf16: bool = False) -> EvalResult:
+def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32,
+                 precision: Precision = Precision()) -> EvalResult:
     model.eval()
     _, lm_head = causal_parts(model)
+    device = model_device(model)
     order = sorted(range(len(tokens)), key=lambda i: len(tokens.input_ids[i]))  # little padding
     correct = [False] * len(tokens)
     loss_sum, count = 0.0, 0
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id)
-        with autocast(bf16):
+        batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id, device)
+        with precision.autocast():
             hidden = decoder_hidden(model, batch)
         targets = batch["labels"][:, 1:]
         keep = targets != IGNORE
@@ -51,7 +54,7 @@ def evaluate_sft(model, tokens: TokenizedSet, pad_id: int, batch_size: int = 32,
         count += int(flat_targets.numel())
         hits = (logits.argmax(-1) == flat_targets).to(torch.long)
         row = keep.nonzero()[:, 0]
-        wrong_per_row = torch.zeros(len(idx), dtype=torch.long).index_add_(0, row, 1 - hits)
+        wrong_per_row = torch.zeros(len(idx), dtype=torch.long, device=device).index_add_(0, row, 1 - hits)
         for j, i in enumerate(idx):
             correct[i] = bool(wrong_per_row[j] == 0)
     n = len(tokens)
@@ -74,7 +77,7 @@ class ExactMatch(Metric):
     def score(self, evaluator, tokens: TokenizedSet, records: list[dict] | None = None) -> dict:
         """Exact match and loss; with ``records``, also exact match per record category."""
         result = evaluate_sft(evaluator.ws.model, tokens, evaluator.pad_id, evaluator.cfg.eval.batch_size,
-                              evaluator.bf16)
+                              evaluator.precision)
         out = result.as_dict()
         if records is not None:
             dropped = set(tokens.dropped)

@@ -24,6 +24,7 @@ from fedtune.flower.node_config import NodeConfigError, NodeSettings
 from fedtune.flower.node_data import local_data
 from fedtune.flower.wire import TrainJob
 from fedtune.models.adapters import attach_adapter
+from fedtune.models.device import resolve_device
 from fedtune.models.loader import LoadedModel
 from fedtune.offsite import load_client_side
 from fedtune.privacy.dp_sgd import sample_level_privacy
@@ -53,6 +54,7 @@ def model_for(cfg: RunConfig) -> LoadedModel:
         if cfg.offsite is not None:
             log.info("loading the client model %s (process %d)", cfg.offsite.client_model, os.getpid())
             client = load_client_side(cfg, Path(cfg.offsite.client_model))
+            client.model.to(resolve_device(cfg.model.device))
             loaded = LoadedModel(client.model, load_tokenizer(cfg.model.name, cfg.model.gguf_file, cfg.model.revision),
                                  cfg.model.name)
             if client.personal_model:  # FedSP: the weights each client's own copy starts from

@@ -181,8 +181,35 @@ def load_tokenizer(name: str, gguf_file: str | None = None, revision: str | None
 
 
 def load_base(model: "ModelConfig") -> LoadedModel:
-    """The base model and tokenizer a config's ``model`` section names."""
-    return load_model(model.name, model.gguf_file, model.revision)
+    """The base model and tokenizer a config's ``model`` section names, on ``model.device``
+    (moved there once, after loading), its weights quantized when ``model.quantization`` says so."""
+    from fedtune.models.device import resolve_device
+
+    device = resolve_device(model.device)
+    if model.quantization is not None:
+        return load_quantized(model, device)
+    loaded = load_model(model.name, model.gguf_file, model.revision)
+    loaded.model.to(device)
+    return loaded
+
+
+def load_quantized(model: "ModelConfig", device: torch.device) -> LoadedModel:
+    """A bitsandbytes k-bit base model placed on ``device`` and prepared for adapter training."""
+    from transformers import AutoModelForCausalLM
+
+    from fedtune.models.quantization import (
+        bnb_config,
+        check_quantization,
+        prepare_for_training,
+    )
+
+    check_quantization(model.quantization, device, model.name, model.gguf_file)
+    tokenizer = load_tokenizer(model.name, model.gguf_file, model.revision)
+    source, _ = _resolve(model.name, None)
+    base = _from_pretrained(AutoModelForCausalLM, model.name, source, "", revision=model.revision,
+                            quantization_config=bnb_config(model.quantization), device_map={"": device.index or 0},
+                            dtype=getattr(torch, model.quantization.compute_dtype))
+    return LoadedModel(prepare_for_training(base).eval(), tokenizer, model.name)
 
 
 def load_model(name: str, gguf_file: str | None = None, revision: str | None = None) -> LoadedModel:

@@ -2,9 +2,10 @@
 difficulty scores (IFD) and evaluation share.
 
 Labels use ``IGNORE`` (-100, the Hugging Face convention) at every position that is not part of
-a response; batches are right-padded by ``collate``. The LM head runs only at positions whose
-next token is a label: on short-answer data most positions are prompt, so this skips most of the
-vocabulary projection (a large share of a small model's FLOPs) without changing any result.
+a response; batches are right-padded by ``collate`` and put on the model's device there. The LM
+head runs only at positions whose next token is a label: on short-answer data most positions are
+prompt, so this skips most of the vocabulary projection (a large share of a small model's FLOPs)
+without changing any result.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from fedtune.models.adapters.state import get_adapter, set_adapter
+from fedtune.models.device import model_device
 
 IGNORE = -100  # the label of a position no loss or log-prob counts
 
 
-def collate(input_ids: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors; padding is masked in attention and ignored in the loss."""
+def collate(input_ids: list[list[int]], labels: list[list[int]], pad_id: int,
+            device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Right-padded tensors on ``device``; padding is masked in attention and ignored in the loss."""
     width = max(len(x) for x in input_ids)
     ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
     lab = torch.full((len(input_ids), width), IGNORE, dtype=torch.long)
@@ -29,7 +32,7 @@ def collate(input_ids: list[list[int]], labels: list[list[int]], pad_id: int) ->
         ids[row, : len(x)] = torch.tensor(x)
         lab[row, : len(y)] = torch.tensor(y)
         mask[row, : len(x)] = 1
-    return {"input_ids": ids, "labels": lab, "attention_mask": mask}
+    return {"input_ids": ids.to(device), "labels": lab.to(device), "attention_mask": mask.to(device)}
 
 
 def causal_parts(model):
@@ -75,7 +78,8 @@ def response_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Per-sequence sum of log p(response tokens), in fp32 (what DPO compares)."""
     logits, targets, rows = response_logits(model, batch)
     token_logps = -F.cross_entropy(logits.float(), targets, reduction="none")
-    return torch.zeros(batch["input_ids"].shape[0], dtype=token_logps.dtype).index_add(0, rows, token_logps)
+    return torch.zeros(batch["input_ids"].shape[0], dtype=token_logps.dtype, device=token_logps.device) \
+        .index_add(0, rows, token_logps)
 
 
 @torch.no_grad()
@@ -83,17 +87,17 @@ def mean_response_ce(model, ids: list[list[int]], labels: list[list[int]], pad_i
     """Per sequence, the mean cross-entropy of its label tokens (IFD's and IRA's losses), in batches."""
     out = []
     for s in range(0, len(ids), batch_size):
-        batch = collate(ids[s:s + batch_size], labels[s:s + batch_size], pad_id)
+        batch = collate(ids[s:s + batch_size], labels[s:s + batch_size], pad_id, model_device(model))
         counts = (batch["labels"][:, 1:] != IGNORE).sum(1).clamp(min=1)
         out += (-response_logps(model, batch) / counts).tolist()
     return out
 
 
-def pair_batch(tokens, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+def pair_batch(tokens, idx: list[int], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Chosen rows then rejected rows, one forward pass for both."""
     ids = [tokens.chosen.input_ids[i] for i in idx] + [tokens.rejected.input_ids[i] for i in idx]
     labels = [tokens.chosen.labels[i] for i in idx] + [tokens.rejected.labels[i] for i in idx]
-    return collate(ids, labels, pad_id)
+    return collate(ids, labels, pad_id, device)
 
 
 @torch.no_grad()
@@ -111,7 +115,7 @@ def reference_logps(model, tokens, indices: list[int], reference, pad_id: int,
         with model.disable_adapter() if reference is None else contextlib.nullcontext():
             for s in range(0, len(unique), batch_size):
                 idx = unique[s : s + batch_size]
-                lp = response_logps(model, pair_batch(tokens, idx, pad_id))
+                lp = response_logps(model, pair_batch(tokens, idx, pad_id, model_device(model)))
                 for j, i in enumerate(idx):
                     out[i] = (float(lp[j]), float(lp[len(idx) + j]))
     finally:

@@ -23,6 +23,7 @@ from rich.progress import track
 from fedtune.data.formats import detect_format, to_record
 from fedtune.data.sources import read_source
 from fedtune.data.tokenize import TokenizedSet, tokenize_sft
+from fedtune.models.device import model_device
 from fedtune.models.logprobs import IGNORE, collate
 from fedtune.schema import ConfigError, Section
 
@@ -79,7 +80,8 @@ def align(student, teacher, trainable: list[torch.nn.Parameter], tokens: Tokeniz
         for _ in track(range(params.steps), description="distilling the client model", transient=True,
                        disable=not sys.stderr.isatty()):
             idx = [rng.randrange(len(tokens)) for _ in range(params.batch_size)]
-            batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id)
+            batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id,
+                            model_device(student))
             with torch.no_grad():
                 target = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                  output_hidden_states=True).hidden_states[at.teacher_at]

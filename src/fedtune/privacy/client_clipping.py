@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from fedtune.adapter_state import clone
 from fedtune.algorithms.aggregation.delta import apply_delta, client_delta
 from fedtune.algorithms.aggregation.geometry import clip_to_norm, norms
 from fedtune.client.hooks import TrainingHook, register_hook
@@ -19,7 +20,7 @@ class ClientClipping(TrainingHook):
         self.start: dict[str, torch.Tensor] = {}
 
     def on_round_start(self, params, instruction):
-        self.start = {k: p.detach().clone() for k, p in params.items()}
+        self.start = clone(params)  # on the CPU, as update.adapter
 
     def on_round_end(self, params, update):
         delta = client_delta(update, self.start)

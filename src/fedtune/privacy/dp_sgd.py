@@ -102,8 +102,10 @@ class DPSGDRound:
         std = self.z * self.settings.dp.clip_norm
         for key in sorted(params):
             p = params[key]
-            total = self.sum.get(key, torch.zeros(p.shape, dtype=torch.float64))
-            noisy = (total + std * torch.randn(p.shape, generator=generator, dtype=torch.float64)) / self.settings.batch
+            total = self.sum.get(key, torch.zeros(p.shape, dtype=torch.float64, device=p.device))
+            # drawn on the CPU from the round's generator, so the noise is the same on every device
+            noise = torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.device)
+            noisy = (total + std * noise) / self.settings.batch
             p.grad = noisy.to(p.dtype) if p.grad is None else p.grad + noisy.to(p.dtype)
         self.sum = {}
         self.steps += 1

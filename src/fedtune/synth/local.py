@@ -2,7 +2,8 @@
 
 The run's own model (with the adapter being evaluated or defended, or with the adapter switched
 off) or another model loaded once by name; prompts sorted by length and left-padded into batches,
-``generate`` with its KV cache, bf16 autocast where the CPU has bf16 units (``precision``).
+``generate`` with its KV cache on the model's device, in half precision where the device does it
+well (``precision``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import torch
 from pydantic import Field
 
 from fedtune.data.tokenize import tokenize_prompts
+from fedtune.models.device import model_device
 from fedtune.models.fingerprint import tensors_digest, weights_fingerprint
-from fedtune.precision import autocast, use_bf16
+from fedtune.precision import precision_for
 from fedtune.schema import AutoSwitch
 from fedtune.synth.generation import GENERATORS, GenerationParams, TextGenerator
 
@@ -25,7 +27,7 @@ class LocalParams(GenerationParams):
     # without merging it first (KnowledgeSG's professional, a judge)
     adapter: str | None = None
     batch_size: int = Field(16, ge=1)
-    bf16: AutoSwitch = "auto"  # autocast to bf16; auto = only where the CPU has bf16 matrix units
+    bf16: AutoSwitch = "auto"  # half-precision autocast; auto = as train.bf16 (the device's choice)
 
 
 def with_adapter(model, directory: str):
@@ -58,14 +60,14 @@ class LocalGenerator(TextGenerator):
             raise ValueError("generation: the local backend needs a model (generation.model or the run's own)")
         self.model, self.tokenizer = model, tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.bf16 = use_bf16(params.bf16)
+        self.precision = precision_for(params.bf16, model_device(model))
         self._base_identity = None
 
     def identity(self, use_adapter: bool) -> object:
         """The base weights' fingerprint, and the adapter's exact digest when it is on."""
         if self._base_identity is None:
             base = self.model.get_base_model() if hasattr(self.model, "peft_config") else self.model
-            self._base_identity = [self.params.model, weights_fingerprint(base), self.bf16,
+            self._base_identity = [self.params.model, weights_fingerprint(base), str(self.precision.dtype),
                                    self.tokenizer.chat_template]
         if use_adapter and hasattr(self.model, "peft_config"):
             from fedtune.models.adapters.state import get_adapter
@@ -83,13 +85,15 @@ class LocalGenerator(TextGenerator):
         sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p} if p.temperature \
             else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         self.model.eval()
-        with switched_off, torch.random.fork_rng(), autocast(self.bf16):
+        device = model_device(self.model)
+        with switched_off, torch.random.fork_rng(), self.precision.autocast():
             torch.manual_seed(seed)
             for start in range(0, len(order), p.batch_size):
                 idx = order[start : start + p.batch_size]
                 width = max(len(prompts[i]) for i in idx)
-                ids = torch.tensor([[self.pad_id] * (width - len(prompts[i])) + prompts[i] for i in idx])
-                mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx])
+                ids = torch.tensor([[self.pad_id] * (width - len(prompts[i])) + prompts[i] for i in idx], device=device)
+                mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx],
+                                    device=device)
                 out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=p.max_new_tokens,
                                           pad_token_id=self.pad_id, **sampling)
                 done(idx, [self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()

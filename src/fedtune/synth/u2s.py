@@ -91,6 +91,7 @@ def embedding_similarity(queries: list[str], documents: list[str], model, tokeni
     """Cosine similarities of mean-pooled last hidden states (padding excluded)."""
     import torch
 
+    from fedtune.models.device import model_device
     from fedtune.models.logprobs import causal_parts
 
     decoder, _ = causal_parts(model)
@@ -99,11 +100,12 @@ def embedding_similarity(queries: list[str], documents: list[str], model, tokeni
     def embed(texts):
         out = []
         for text in texts:
-            ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids[:512] or [tokenizer.eos_token_id]])
+            ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids[:512] or [tokenizer.eos_token_id]],
+                               device=model_device(model))
             out.append(decoder(input_ids=ids).last_hidden_state[0].mean(0))
         return torch.nn.functional.normalize(torch.stack(out), dim=-1)
 
-    return (embed(queries) @ embed(documents).T).numpy()
+    return (embed(queries) @ embed(documents).T).cpu().numpy()
 
 
 @SYNTHESIZERS.register("u2s", U2SParams)

@@ -65,7 +65,8 @@ def beta_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta
         # shifted by the max: the same distribution, but it cannot underflow to all zeros when
         # every margin is far from the running mean (multinomial would refuse it)
         weights = torch.exp(log_w - log_w.max())
-        kept = torch.multinomial(weights.float(), keep_n, replacement=False, generator=generator)
+        # drawn on the CPU, with the round's CPU generator, whatever the model's device
+        kept = torch.multinomial(weights.float().cpu(), keep_n, replacement=False, generator=generator)
     else:
         kept = torch.arange(n)
     beta = max(beta0 * (1 + a * (float(m[kept].mean()) - state.gap_mean)), 1e-3)

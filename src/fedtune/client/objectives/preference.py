@@ -15,6 +15,7 @@ import torch
 from pydantic import Field
 
 from fedtune.data.tokenize import PreferenceTokens
+from fedtune.models.device import model_device
 from fedtune.models.logprobs import pair_batch, reference_logps, response_logps
 from fedtune.schema import Section
 
@@ -69,10 +70,10 @@ class PreferenceObjective:
 
     def loss(self, model, tokens, idx, pad_id):
         """Mean pair loss of a micro-batch times its size (the trainer divides by the step's pairs)."""
-        lp = response_logps(model, pair_batch(tokens, idx, pad_id))
+        lp = response_logps(model, pair_batch(tokens, idx, pad_id, model_device(model)))
         n = len(idx)
-        rc = torch.tensor([self._ref[i][0] for i in idx])
-        rr = torch.tensor([self._ref[i][1] for i in idx])
+        rc = torch.tensor([self._ref[i][0] for i in idx], device=lp.device)
+        rr = torch.tensor([self._ref[i][1] for i in idx], device=lp.device)
         loss, cr, rj, info = self.pair_loss(lp[:n], lp[n:], rc, rr)
         for k, v in {**preference_metrics(cr, rj), **info}.items():
             self._sums[k] = self._sums.get(k, 0.0) + v

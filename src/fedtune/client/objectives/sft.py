@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from fedtune.client.objectives.registry import OBJECTIVES
 from fedtune.data.tokenize import TokenizedSet
+from fedtune.models.device import model_device
 from fedtune.models.logprobs import IGNORE, collate, response_logits
 
 
@@ -37,7 +38,8 @@ class SFTObjective:
 
     def loss(self, model, tokens: TokenizedSet, idx: list[int], pad_id: int) -> tuple[torch.Tensor, dict]:
         """Summed token loss of a micro-batch (the trainer divides by the step's token count)."""
-        batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id)
+        batch = collate([tokens.input_ids[i] for i in idx], [tokens.labels[i] for i in idx], pad_id,
+                        model_device(model))
         logits, targets, _ = response_logits(model, batch)
         return F.cross_entropy(logits.float(), targets, reduction="sum"), {}
 

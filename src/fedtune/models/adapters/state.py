@@ -1,14 +1,16 @@
 """Move a peft adapter's state in and out of the model as tensors (any adapter method).
 
 The state is peft's own state dict (``get_peft_model_state_dict``), keys without the adapter
-name: what clients send, the server aggregates and checkpoints hold.
+name: what clients send, the server aggregates and checkpoints hold. Getting it gives CPU
+tensors, setting it copies them onto the model's device, so states move between machines
+with and without a GPU.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fedtune.adapter_state import AdapterState
+from fedtune.adapter_state import AdapterState, clone
 
 
 def soft_prompt(model) -> bool:
@@ -22,16 +24,14 @@ def _prompt_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def get_adapter(model) -> AdapterState:
-    """The adapter tensors (peft key names, without the adapter name), detached copies."""
+    """The adapter tensors (peft key names, without the adapter name), detached CPU copies."""
     from peft import get_peft_model_state_dict
 
-    if soft_prompt(model):
-        return {k: p.detach().clone() for k, p in _prompt_parameters(model).items()}
-    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    return clone(_prompt_parameters(model) if soft_prompt(model) else get_peft_model_state_dict(model))
 
 
 def set_adapter(model, state: AdapterState) -> None:
-    """Load adapter tensors into the model in place; every key must match."""
+    """Copy adapter tensors (on any device) into the model in place, on its device; every key must match."""
     from peft import set_peft_model_state_dict
 
     if soft_prompt(model):
