@@ -255,6 +255,9 @@ def test_flower_cli_prints_offline_commands(tmp_path, monkeypatch):
     out = res.output.replace("\n", "")
     assert res.exit_code == 0, res.output
     assert "flwr run" in out and "num-supernodes=3" in out and "federation.rounds=2" in out
+    assert "client-resources-num-gpus=0.0" in out  # this machine runs the model on its CPU
+    res = runner.invoke(app, ["flower", "run", str(cfg), "--gpus-per-client", "0.5", "--dry-run"])
+    assert "client-resources-num-gpus=0.5" in res.output.replace("\n", "")
     assert (tmp_path / ".flwr" / "apps-src" / "c" / "fedtune.yaml").read_text() == cfg.read_text()
 
 

@@ -4,10 +4,12 @@ the workers also read and write the clients' control variates in the shared stat
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import metrics_rows, run_config
 from safetensors.torch import load_file
 
+from fedtune.config import ConfigError
 from fedtune.engine.runner import run_experiment
 
 
@@ -26,3 +28,9 @@ def test_two_cpu_workers_equal_the_sequential_run_bit_for_bit(tmp_path, monkeypa
     assert [r["bytes_up"] for r in rows_a] == [r["bytes_up"] for r in rows_b]
     for ra, rb in zip(rows_a, rows_b):
         assert all(ra["train"][c]["loss"] == rb["train"][c]["loss"] for c in ra["train"])
+
+
+def test_a_client_device_this_machine_lacks_is_a_one_line_error(tmp_path):
+    cfg = run_config(tmp_path, "r", **{"federation.client_devices": ["cpu", "cuda:7"]})
+    with pytest.raises(ConfigError, match=r"federation.client_devices: cuda:7 is not visible here \(devices: cpu"):
+        run_experiment(cfg, progress=False)

@@ -224,6 +224,9 @@ def run(
     node_wait: Annotated[float, typer.Option(help="Seconds to wait at the start for one SuperNode per client.")] = 120.0,
     cpus_per_client: Annotated[int, typer.Option(min=1, help="Simulation engine only: CPU cores per simulated "
                                                  "client (sets how many train at once).")] = 1,
+    gpus_per_client: Annotated[Optional[float], typer.Option(min=0, help="Simulation engine only: GPUs per "
+                                                             "simulated client (0.5 = two per GPU); default 1 when "
+                                                             "model.device is a GPU here, else 0.")] = None,
     flwr_home: HomeOpt = launch.DEFAULT_HOME,
     dry_run: DryOpt = False,
 ):
@@ -232,6 +235,7 @@ def run(
     The config travels to the SuperLink inside the app bundle; the run directory (metrics.jsonl, checkpoints/, adapter/, summary.json) is written where the SuperLink runs, at the config's output.dir (made absolute here for the local simulation engine). Exits with 1 when the run failed.
     """
     from fedtune.config import load_config
+    from fedtune.models.device import resolve_device
 
     overrides = list(set or [])
     cfg = load_config(config, overrides)  # fail here, with fedtune's message, not inside Flower
@@ -241,8 +245,11 @@ def run(
     app_dir = launch.write_app(config, Path(flwr_home) / "apps-src" / config.stem)
     run_config = {"set": "; ".join(overrides), "resume": resume, "min-replies": min_replies,
                   "round-timeout": round_timeout, "node-wait": node_wait}
-    fed_config = {"num-supernodes": cfg.federation.num_clients, "client-resources-num-cpus": cpus_per_client} \
-        if local else None
+    fed_config = None
+    if local:  # Ray's resources per ClientApp: one GPU each by default where the model runs on one
+        gpus = gpus_per_client if gpus_per_client is not None else float(resolve_device(cfg.model.device).type == "cuda")
+        fed_config = {"num-supernodes": cfg.federation.num_clients, "client-resources-num-cpus": cpus_per_client,
+                      "client-resources-num-gpus": gpus}
     env = launch.flower_env(flwr_home)
     if not (Path(flwr_home) / "config.toml").exists():
         launch.write_connection(flwr_home, CONNECTION, "127.0.0.1:9093")  # also creates the default 'local'

@@ -21,6 +21,7 @@ from fedtune.adapter_state import AdapterState
 from fedtune.engine.progress import Progress
 from fedtune.engine.rounds import ClientReplies
 from fedtune.engine.wire import bytes_down, bytes_up
+from fedtune.models.device import resolve_device
 from fedtune.protocol import ClientInstruction
 
 
@@ -32,6 +33,8 @@ class ParallelClients:
     """ClientExecutor: the round's clients over one worker process per device."""
 
     def __init__(self, cfg, devices: list[str], store_root: Path, progress: Progress, threads: int | None = None):
+        for device in devices:  # a device this machine lacks fails here, in one line, not in a worker
+            resolve_device(device, "federation.client_devices")
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch state, works with CUDA
         self.progress, self.workers = progress, []
         config = cfg.model_dump(mode="json")
@@ -98,8 +101,7 @@ def serve(config: dict, device: str, store_root: str, threads: int, conn) -> Non
         from fedtune.engine.workspace import build_workspace
         from fedtune.models.loader import load_base
 
-        if "device" in config["model"]:
-            config = {**config, "model": {**config["model"], "device": device}}
+        config = {**config, "model": {**config["model"], "device": device}}  # this worker's device
         cfg = from_dict(config, "client worker")
         ws = build_workspace(cfg, load_base(cfg.model), cache_dir=cache_root())
         store = ClientStateStore(store_root)

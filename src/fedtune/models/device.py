@@ -27,8 +27,9 @@ def mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
-def resolve_device(setting: str) -> torch.device:
-    """The torch device ``model.device`` names on this machine (``auto``: cuda, else mps, else cpu)."""
+def resolve_device(setting: str, key: str = "model.device") -> torch.device:
+    """The torch device ``setting`` names on this machine (``auto``: cuda, else mps, else cpu);
+    ``key`` is the config key errors name."""
     if setting == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", 0)
@@ -37,10 +38,10 @@ def resolve_device(setting: str) -> torch.device:
     if device.type == "cuda":
         index = device.index or 0
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise ConfigError(f"model.device: {setting} is not visible here (devices: {visible_devices()})")
+            raise ConfigError(f"{key}: {setting} is not visible here (devices: {visible_devices()})")
         return torch.device("cuda", index)
     if device.type == "mps" and not mps_available():
-        raise ConfigError(f"model.device: mps is not available here (devices: {visible_devices()})")
+        raise ConfigError(f"{key}: mps is not available here (devices: {visible_devices()})")
     return device
 
 
