@@ -33,12 +33,15 @@ def records():
     return data.clients[0].train
 
 
-def ours(recs, steps: int) -> tuple[float, float]:
-    loaded = load_model("smollm2-135m-instruct")
+def ours(recs, steps: int, model_name: str = "smollm2-135m-instruct", device: str = "cpu",
+         bf16: str = "off") -> tuple[float, float]:
+    """fedtune's LocalTrainer: (real tokens/s after a warm-up round, base parameters)."""
+    loaded = load_model(model_name)
+    loaded.model.to(device)
     n_params = sum(p.numel() for p in loaded.model.parameters())
     model = attach_adapter(loaded.model, ADAPTERS.config("lora", r=16, alpha=32, target_modules="all-linear"))
     tokens = tokenize_sft(recs, loaded.tokenizer, 256, SYSTEM)
-    trainer = LocalTrainer(model, loaded.tokenizer, TrainConfig(batch_size=BATCH, bf16="off"),
+    trainer = LocalTrainer(model, loaded.tokenizer, TrainConfig(batch_size=BATCH, bf16=bf16),
                            ClientStateStore(tempfile.mkdtemp()))
     start = get_adapter(model)
     data = LocalData(0, tokens)
@@ -47,17 +50,18 @@ def ours(recs, steps: int) -> tuple[float, float]:
     return update.metrics["tokens"] / update.metrics["seconds"], n_params
 
 
-def trl(recs, steps: int, bf16: bool) -> float:
-    """TRL as a user would configure it: SFTTrainer + peft_config, conversational data."""
+def trl(recs, steps: int, bf16: bool, model_name: str = "smollm2-135m-instruct", use_cpu: bool = True) -> float:
+    """TRL as a user would configure it: SFTTrainer + peft_config, conversational data; real
+    tokens/s over the steps after the first."""
     from datasets import Dataset
     from peft import LoraConfig as PeftLora
     from trl import SFTConfig, SFTTrainer
 
-    loaded = load_model("smollm2-135m-instruct")
+    loaded = load_model(model_name)
     rows = [{"messages": [{"role": "system", "content": SYSTEM}, *r["messages"]]} for r in recs]
     args = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=steps + 1, per_device_train_batch_size=BATCH,
                      learning_rate=LR, bf16=bf16, report_to=[], logging_steps=1000, save_strategy="no",
-                     use_cpu=True, dataloader_num_workers=0, max_length=256)
+                     use_cpu=use_cpu, dataloader_num_workers=0, max_length=256)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=loaded.tokenizer,
                          peft_config=PeftLora(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
