@@ -15,7 +15,7 @@ from fedtune.engine.runner import run_experiment
 
 def test_two_cpu_workers_equal_the_sequential_run_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setenv("FEDTUNE_CACHE", str(tmp_path / "cache"))
-    extra = {"algorithm.name": "scaffold", "federation.clients_per_round": 3, "eval.every": 0}
+    extra = {"algorithm.name": "scaffold", "federation.clients_per_round": 3, "eval.every": 0, "train.steps": 1}
     sequential = run_config(tmp_path, "sequential", **extra)
     parallel = run_config(tmp_path, "parallel", **extra, **{"federation.client_devices": ["cpu", "cpu"]})
     for cfg in (sequential, parallel):  # both load the model by name, as a worker does
