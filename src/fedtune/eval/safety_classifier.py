@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 
 from fedtune.eval.registry import METRICS, Metric
+from fedtune.models.device import model_device, resolve_device
 from fedtune.schema import ConfigError, Section
 
 
@@ -44,6 +45,7 @@ class SafetyClassifier(Metric):
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(p.model)
             self._model = AutoModelForSequenceClassification.from_pretrained(p.model, dtype=torch.float32).eval()
+            self._model.to(resolve_device("auto"))  # the GPU where there is one, as the run's model
         except OSError as e:
             raise ConfigError(f"eval.metrics safety_classifier: cannot load {p.model!r}: {str(e).splitlines()[0]}") from e
         if self._tokenizer.pad_token is None:
@@ -66,7 +68,7 @@ class SafetyClassifier(Metric):
             batch = self._tokenizer(prompts[start : start + self.params.batch_size],
                                     answers[start : start + self.params.batch_size], padding=True, truncation=True,
                                     max_length=self.params.max_length, return_tensors="pt")
-            out.append(self._model(**batch).logits.float())
+            out.append(self._model(**batch.to(model_device(self._model))).logits.float().cpu())
         logits = torch.cat(out)
         return logits[:, 0] if self.params.kind == "reward" else logits
 

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from fedtune.data.tokenize import tokenize_prompts
-from fedtune.models.device import model_device
+from fedtune.models.device import model_device, resolve_device
 from fedtune.models.fingerprint import tensors_digest, weights_fingerprint
 from fedtune.precision import precision_for
 from fedtune.schema import AutoSwitch
@@ -26,6 +26,7 @@ class LocalParams(GenerationParams):
     # a peft adapter directory (e.g. another run's adapter/) put on ``model``: a fine-tuned model
     # without merging it first (KnowledgeSG's professional, a judge)
     adapter: str | None = None
+    device: str = "auto"  # where a model loaded by name runs (the run's own model stays where it is)
     batch_size: int = Field(16, ge=1)
     bf16: AutoSwitch = "auto"  # half-precision autocast; auto = as train.bf16 (the device's choice)
 
@@ -51,7 +52,7 @@ class LocalGenerator(TextGenerator):
             from fedtune.models.loader import load_model
 
             loaded = load_model(params.model)
-            model, tokenizer = loaded.model, loaded.tokenizer
+            model, tokenizer = loaded.model.to(resolve_device(params.device, "generation.device")), loaded.tokenizer
             if params.adapter is not None:
                 model = with_adapter(model, params.adapter)
         elif params.adapter is not None:

@@ -122,10 +122,12 @@ class U2S(Synthesis):
         if self.params.embedding_model is None:
             return self.model, self.tokenizer
         if self._embedding is None:
+            from fedtune.models.device import model_device, resolve_device
             from fedtune.models.loader import load_model
 
-            loaded = load_model(self.params.embedding_model)
-            self._embedding = (loaded.model, loaded.tokenizer)
+            loaded = load_model(self.params.embedding_model)  # on the run model's device
+            device = model_device(self.model) if self.model is not None else resolve_device("auto")
+            self._embedding = (loaded.model.to(device), loaded.tokenizer)
         return self._embedding
 
     def _retrieve(self, pieces: list[str]) -> list[list[int]]:
