@@ -104,3 +104,22 @@ def interrupt_in_round(cfg, loaded, stop_round: int) -> None:
     sim.executor.execute = execute_then_die
     with pytest.raises(Interrupted):
         sim.run()
+
+
+def crash_after_checkpoint(cfg, loaded, monkeypatch, round: int = 1) -> None:
+    """Run ``cfg`` and kill it between round ``round``'s checkpoint and its metrics row (the
+    row then lives only in the checkpoint)."""
+    from fedtune.engine.run_dir import RunDir
+    from fedtune.engine.runner import run_experiment
+
+    append = RunDir.append_metrics
+
+    def crash(self, row):
+        if row["round"] == round:
+            raise KeyboardInterrupt(f"killed after the checkpoint of round {round}")
+        append(self, row)
+
+    monkeypatch.setattr(RunDir, "append_metrics", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, loaded=loaded, progress=False)
+    monkeypatch.setattr(RunDir, "append_metrics", append)

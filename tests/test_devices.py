@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import run_config
+from conftest import crash_after_checkpoint, run_config
 from typer.testing import CliRunner
 
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.trainer import LocalData, LocalTrainer
 from fedtune.config import ConfigError, load_config
-from fedtune.engine.run_dir import RunDir
 from fedtune.engine.runner import run_experiment
 from fedtune.engine.workspace import build_workspace
 from fedtune.models.adapters import attach_adapter
@@ -83,17 +82,7 @@ def test_checkpoint_written_on_one_device_setting_resumes_on_another(tmp_path, l
     ref = run_config(tmp_path, "ref", **rounds)
     run_experiment(ref, loaded=loaded, progress=False)
     cut = run_config(tmp_path, "cut", **rounds, **{"model.device": "cpu"})
-    append = RunDir.append_metrics
-
-    def crash_at_round_1(self, row):
-        if row["round"] == 1:
-            raise KeyboardInterrupt("killed after the checkpoint of round 1")
-        append(self, row)
-
-    monkeypatch.setattr(RunDir, "append_metrics", crash_at_round_1)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cut, loaded=loaded, progress=False)
-    monkeypatch.setattr(RunDir, "append_metrics", append)
+    crash_after_checkpoint(cut, loaded, monkeypatch, round=1)
     from safetensors.torch import load_file
 
     for f in (cut.run_dir() / "checkpoints").rglob("*.safetensors"):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import crash_after_checkpoint, tiny_overrides
 from safetensors.torch import load_file
 
 from fedtune.algorithms import ALGORITHMS
@@ -159,23 +159,11 @@ def test_sft_then_dpo_stages(tmp_path, tiny):
 def test_resume_restores_the_row_of_a_round_checkpointed_just_before_a_crash(tmp_path, tiny, monkeypatch):
     """A crash between round 1's checkpoint and its metrics row: --resume does not rerun round 1,
     so the row comes back from the checkpoint, and the run ends as an uninterrupted one."""
-    from fedtune.engine.run_dir import RunDir
-
     loaded = LoadedModel(tiny.model, tiny.tokenizer, "tiny-random")
     ref_cfg = load_config(None, tiny_overrides(tmp_path, **{"federation.rounds": 3, "output.dir": str(tmp_path / "ref")}))
     run_experiment(ref_cfg, loaded=loaded, progress=False)
     cfg = load_config(None, tiny_overrides(tmp_path, **{"federation.rounds": 3}))
-    append = RunDir.append_metrics
-
-    def crash_at_round_1(self, row):
-        if row["round"] == 1:
-            raise KeyboardInterrupt("killed after the checkpoint of round 1")
-        append(self, row)
-
-    monkeypatch.setattr(RunDir, "append_metrics", crash_at_round_1)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, loaded=loaded, progress=False)
-    monkeypatch.setattr(RunDir, "append_metrics", append)
+    crash_after_checkpoint(cfg, loaded, monkeypatch, round=1)
     assert (cfg.run_dir() / "checkpoints" / "LATEST").read_text().strip() == "round_00001"
     assert [json.loads(l)["round"] for l in (cfg.run_dir() / "metrics.jsonl").read_text().splitlines()] == [0]
 
