@@ -203,7 +203,8 @@ def is_yes(text: str) -> bool:
 
 @SYNTHESIZERS.register("knowledgesg", KnowledgeSGParams)
 class KnowledgeSG(ServerSynthesis):
-    """The server's synthesis and fine-tune after the last round (see the module docstring)."""
+    """KnowledgeSG: after the last round the server writes instructions with the DP global adapter,
+    a professional model answers them, and the global adapter is fine-tuned on the pairs."""
 
     def __init__(self, cfg, model, tokenizer, store, run_path: Path):
         self.cfg, self.params, self.model, self.run_path = cfg, cfg.synth, model, run_path
