@@ -333,7 +333,7 @@ class RoundLoop:
         if self.stopped:
             summary["stopped"] = self.stopped
         if self.synthesis is not None:
-            summary["synth"] = self.synthesis.summary(summary.get("privacy"))
+            summary["synth"] = self.synthesis.summary(summary.get("privacy"), rows[-1].get("synth", {}) if rows else {})
         set_adapter(self.ws.model, self.ws.to_server(global_adapter))
         self.ws.model.save_pretrained(str(self.run_dir.path / "adapter"))
         if self.ws.client is not None:  # the adapter as it travelled, on the client model

@@ -215,7 +215,6 @@ class KnowledgeSG(ServerSynthesis):
         self.generator = build_generator(self.params.generation, model, tokenizer)
         self._professional = None  # loaded on first use
         self.tuner = ServerTuner(cfg, model, tokenizer, store, self.params.batch_size)
-        self.report: dict = {}
 
     def _demonstrations(self) -> list[dict]:
         p, cfg = self.params, self.cfg
@@ -267,7 +266,6 @@ class KnowledgeSG(ServerSynthesis):
         else:
             report["skipped"] = "no synthetic pair survived the filters; the global adapter is kept"
         report["seconds"] = time.perf_counter() - started
-        self.report = report
         return adapter, report
 
     def _demos(self, positions: list[int]) -> list[dict]:
@@ -317,8 +315,8 @@ class KnowledgeSG(ServerSynthesis):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(json.dumps(a) + "\n" for a in attempts), encoding="utf-8")
 
-    def summary(self, privacy: dict | None) -> dict:
-        """What summary.json says: the synthesis counts and what the clients' ε covers."""
+    def summary(self, privacy: dict | None, report: dict) -> dict:
+        """What summary.json says: the counts of ``report`` (the last row's) and what the clients' ε covers."""
         sample = (privacy or {}).get("sample_level")
         client = (privacy or {}).get("client_level")
         if sample or client:
@@ -331,7 +329,7 @@ class KnowledgeSG(ServerSynthesis):
             covers = "nothing: the clients trained without DP (privacy.sample_level), so the synthetic data may " \
                      "reveal their records"
             guarantee = {}
-        return {"method": "knowledgesg", **{k: self.report.get(k) for k in ("kept", "dropped", "attempts")},
+        return {"method": "knowledgesg", **{k: report.get(k) for k in ("kept", "dropped", "attempts")},
                 "data": "synth/knowledgesg.jsonl", "privacy": {**guarantee, "covers": covers}}
 
 

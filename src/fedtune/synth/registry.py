@@ -28,13 +28,13 @@ class Synthesis:
 class ServerSynthesis:
     """Base of the server-side methods (KnowledgeSG): built with ``(cfg, model, tokenizer, store,
     run_path)`` by the round loop; after the last round ``apply(round, global_adapter, initial_adapter)`` returns
-    (the adapter the run ends with, the report for the round's metrics row), and ``summary(privacy)``
-    what summary.json says about it."""
+    (the adapter the run ends with, the report for the round's metrics row), and ``summary(privacy,
+    report)`` what summary.json says about it, from that row's report (so a resumed run says the same)."""
 
     runs_on = "server"
 
     def apply(self, round: int, global_adapter, initial_adapter) -> tuple[object, dict]:
         raise NotImplementedError
 
-    def summary(self, privacy: dict | None) -> dict:
+    def summary(self, privacy: dict | None, report: dict) -> dict:
         raise NotImplementedError
