@@ -98,7 +98,8 @@ class RoundLoop:
         self.stopped: str | None = None  # why the run ended before its last round (the privacy budget)
         self.store = store or ClientStateStore(run_dir.clients)
         reference = ws.dpo_reference(cfg.train)
-        self.evaluator = Evaluator(cfg, ws, ws.to_server(reference) if reference is not None else None)
+        self.evaluator = Evaluator(cfg, ws, ws.to_server(reference) if reference is not None else None,
+                                   items_dir=run_dir.path / "eval")
         self.client_evaluator = None  # offsite: the client model's own score too (FS-LLM's emulator.*)
         if ws.client is not None and ws.client.label:
             self.client_evaluator = Evaluator(cfg, replace(ws, model=ws.client.model), reference)
@@ -156,15 +157,16 @@ class RoundLoop:
             log.warning("%s", self.stopped)
         return True
 
-    def evaluate(self, global_adapter: AdapterState) -> dict:
-        """The evaluation of this round's result: the global adapter, or the mean over clients'
-        own adapters for a strategy with personal adapters — on the server's model (with offsite,
-        the adapter plugged into the full model; the client model's own score beside it)."""
+    def evaluate(self, global_adapter: AdapterState, r: int | None = None, tasks: bool = False) -> dict:
+        """The evaluation of round ``r``'s result: the global adapter (with ``tasks``, on the
+        ``eval.tasks`` too), or the mean over clients' own adapters for a strategy with personal
+        adapters — on the server's model (with offsite, the adapter plugged into the full model;
+        the client model's own score beside it)."""
         server = self.ws.to_server
         if self.strategy.personal_adapters:
             return self.evaluator.evaluate_personal({c: server(self._personal(c, global_adapter))
                                                      for c in range(len(self.ws.train_tokens))})
-        out = self.evaluator.evaluate(server(global_adapter))
+        out = self.evaluator.evaluate(server(global_adapter), tasks=tasks, round=r)
         if self.client_evaluator is not None:
             out[self.ws.client.label] = self.client_evaluator.evaluate(global_adapter)["global"]
         return out
@@ -256,8 +258,9 @@ class RoundLoop:
         if self.defense is not None and self.defense.due(r):  # the server's own fine-tune of the aggregate
             global_adapter, row["defense"] = self.defense.apply(r, global_adapter)
         t1 = time.perf_counter()
-        if last or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):
-            row["eval"] = self.evaluate(global_adapter)
+        tasks = last or bool(cfg.eval.tasks_every and (r + 1) % cfg.eval.tasks_every == 0)
+        if tasks or (cfg.eval.every and (r + 1) % cfg.eval.every == 0):
+            row["eval"] = self.evaluate(global_adapter, r, tasks)
         row["seconds_eval"] = time.perf_counter() - t1
         if last or (r + 1) % cfg.output.checkpoint_every == 0:
             # The round's row travels in the checkpoint too: a crash after the checkpoint but before

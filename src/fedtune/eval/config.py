@@ -6,6 +6,7 @@ from pydantic import Field
 
 from fedtune.eval.registry import METRICS
 from fedtune.eval.safety_prompts import SafetyEvalConfig
+from fedtune.eval.tasks import TASKS
 from fedtune.schema import Section
 
 
@@ -17,3 +18,7 @@ class EvalConfig(Section):
     # preference, plus harmless_rate when the suite has a forbidden topic or safety prompts are set
     metrics: list[METRICS.choice()] | None = None
     safety: SafetyEvalConfig = SafetyEvalConfig()  # prompts and generation of the safety metrics
+    # tasks with their own data (lm-eval, multiple choice, generation, perplexity, judges,
+    # calibration): run at the final evaluation and every ``tasks_every`` rounds (0 = final only)
+    tasks: list[TASKS.choice()] = []
+    tasks_every: int = Field(0, ge=0)

@@ -1,18 +1,24 @@
 """Server-side evaluation of adapters on the workspace's test sets (both engines).
 
 The configured metrics (``eval.metrics``, one file each) score the global test set and, with
-``eval.per_client``, each client's own test split. ``evaluate_personal`` scores one adapter per
+``eval.per_client``, each client's own test split (and the spread across clients, ``fairness``).
+The configured tasks (``eval.tasks``, one file per type) score the global model on data of their
+own when asked (``evaluate(..., tasks=True)``). ``evaluate_personal`` scores one adapter per
 client (strategies with personal adapters, e.g. the local-only baseline) and reports the mean.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fedtune.adapter_state import AdapterState
+from fedtune.eval.fairness import fairness
 from fedtune.eval.registry import METRICS
 from fedtune.eval.safety_prompts import read_prompts, suite_forbidden_prompts
+from fedtune.eval.tasks import TASKS, ItemLog
 from fedtune.models.adapters.state import set_adapter
 from fedtune.models.device import model_device
 from fedtune.precision import Precision, precision_for
@@ -31,9 +37,11 @@ def default_metrics(preference: bool, safety: bool = False) -> list[str]:
 
 class Evaluator:
     """``reference`` is the DPO reference adapter (None = the base model, adapter disabled);
-    ``also`` names metrics computed besides the configured ones (``fedtune eval --canaries``)."""
+    ``also`` names metrics computed besides the configured ones (``fedtune eval --canaries``);
+    ``items_dir`` is where tasks write what they scored item by item (None = nowhere)."""
 
-    def __init__(self, cfg: "RunConfig", ws: "Workspace", reference: AdapterState | None, also: tuple[str, ...] = ()):
+    def __init__(self, cfg: "RunConfig", ws: "Workspace", reference: AdapterState | None, also: tuple[str, ...] = (),
+                 items_dir: Path | None = None):
         self.cfg, self.ws, self.reference = cfg, ws, reference
         self.pad_id = ws.tokenizer.pad_token_id
         chosen = cfg.eval.metrics
@@ -42,7 +50,13 @@ class Evaluator:
             chosen = [METRICS.config(n) for n in default_metrics(ws.global_test_pairs is not None, safety)]
         chosen = [*chosen, *(METRICS.config(n) for n in also if n not in {m.name for m in chosen})]
         self.metrics = [METRICS[m.name].target(m) for m in chosen]
+        self.tasks = [TASKS[t.type].target(t) for t in cfg.eval.tasks]
+        labels = [t.label for t in self.tasks]
+        if len(set(labels)) < len(labels):
+            raise ValueError(f"eval.tasks: two tasks share a label ({', '.join(labels)}); give one a name")
+        self.items_dir = items_dir
         self._generator = None
+        self._generators: dict[str, object] = {}  # the tasks' generators, by their parameters
         self._answers: tuple[list[str], list[str]] | None = None  # this evaluation's safety answers
         self.seconds_generating = 0.0  # spent generating them
 
@@ -73,12 +87,39 @@ class Evaluator:
             self._answers = (prompts, answers)
         return self._answers
 
-    def evaluate(self, adapter: AdapterState) -> dict:
-        """Global (and, with ``eval.per_client``, per-client) metrics of one adapter."""
+    def generator(self, params):
+        """A generation backend for a task (``params``: its ``generation`` section) on the
+        evaluated model, built once per distinct parameters."""
+        key = json.dumps(params.model_dump(mode="json"), sort_keys=True)
+        if key not in self._generators:
+            self._generators[key] = build_generator(params, self.ws.model, self.ws.tokenizer)
+        return self._generators[key]
+
+    def conversation(self, user: str) -> list[dict]:
+        """One user turn with the run's system prompt, as the model saw in training."""
+        system = [{"role": "system", "content": self.cfg.data.system_prompt}] if self.cfg.data.system_prompt else []
+        return [*system, {"role": "user", "content": user}]
+
+    def evaluate(self, adapter: AdapterState, tasks: bool = False, round: int | None = None) -> dict:
+        """Global (and, with ``eval.per_client``, per-client) metrics of one adapter; with
+        ``tasks``, the configured tasks' figures too (their items filed under ``round``)."""
         set_adapter(self.ws.model, adapter)
         out = {"global": self._global(adapter)}
         if self.cfg.eval.per_client:
             out["clients"] = {str(c): self._client(c) for c, t in enumerate(self.ws.test_tokens) if len(t)}
+            if len(out["clients"]) > 1:
+                out["fairness"] = fairness(out["clients"])
+        if tasks and self.tasks:
+            out["tasks"] = self.run_tasks(round)
+        return out
+
+    def run_tasks(self, round: int | None) -> dict:
+        """Each task's figures on the model as it is now (its adapter already in place)."""
+        name = "final" if round is None else f"round_{round}"
+        out = {}
+        for task in self.tasks:
+            items = ItemLog(self.items_dir / task.label / f"{name}.jsonl" if self.items_dir else None)
+            out[task.label] = task.run(self, items)
         return out
 
     def evaluate_personal(self, adapters: dict[int, AdapterState]) -> dict:

@@ -1,0 +1,85 @@
+"""Evaluation tasks: the global model on a dataset of its own (``eval.tasks``).
+
+Metrics (``eval.metrics``) score the run's own test sets, globally and per client. A task brings
+its own data — a local file, a directory of them, an ``hf:`` dataset, or an lm-evaluation-harness
+task — and runs at the final evaluation and every ``eval.tasks_every`` rounds (and in ``fedtune
+eval --task``). One file per task type in this package, registered with
+``@TASKS.register(TYPE, Params)``: ``run(evaluator, items)`` returns a flat dict of figures and
+writes what it scored item by item (generations, a judge's raw output) to ``items``, the file
+``<run>/eval/<label>/round_<r>.jsonl``, so every figure can be traced to its answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from fedtune.data.sources import DataError, Table, read_source
+from fedtune.schema import Registry, Section
+
+TASKS = Registry("eval task", tag="type")
+
+
+class TaskParams(Section):
+    """What every task takes."""
+
+    name: str | None = None  # its label in metrics.jsonl and the report; default: type and file name
+    limit: int | None = Field(None, ge=1)  # score only the first N items (a quick look)
+
+
+class FileTaskParams(TaskParams):
+    """A task over one dataset: a .jsonl/.json/.csv/.parquet file, a directory of them, or hf:NAME."""
+
+    path: str
+    split: str = "test"  # the split of an hf: dataset
+
+
+class EvalTask:
+    """Base of every task type."""
+
+    def __init__(self, params: TaskParams):
+        self.params = params
+
+    @property
+    def label(self) -> str:
+        if self.params.name:
+            return self.params.name
+        path = getattr(self.params, "path", None)
+        stem = Path(path.removeprefix("hf:")).name.split(".")[0] if path else ""
+        return f"{self.params.type}_{stem}" if stem else self.params.type
+
+    def table(self) -> Table:
+        """The task's rows (``limit`` applied), each with where it came from for error messages."""
+        p = self.params
+        try:
+            return read_source(p.path, split=p.split, limit=p.limit)
+        except DataError as e:
+            raise DataError(f"eval task {self.label}: {e}") from None
+
+    def run(self, evaluator, items: "ItemLog") -> dict:
+        raise NotImplementedError
+
+
+def field(row: dict, key: str, where: str):
+    """``row[key]``, or a one-line error naming the item and the field it lacks."""
+    if key not in row or row[key] is None:
+        raise DataError(f"{where}: no field {key!r} (the task's fields are set by its *_field keys; "
+                        f"this item has {', '.join(sorted(row)) or 'none'})")
+    return row[key]
+
+
+class ItemLog:
+    """The per-item records of one task at one evaluation (nothing is written without a directory)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def write(self, items: list[dict]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+        tmp.replace(self.path)
