@@ -42,19 +42,20 @@ def _with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
     return messages
 
 
-def _render(tokenizer, messages, add_generation_prompt: bool) -> str:
+def render_chat(tokenizer, messages, add_generation_prompt: bool) -> str:
+    """The conversation as the chat template writes it (ending in the assistant prompt if asked)."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def response_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of its assistant responses."""
-    text = _render(tokenizer, messages, False)
+    text = render_chat(tokenizer, messages, False)
     spans = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        start_text = _render(tokenizer, messages[:i], True)
-        end_text = _render(tokenizer, messages[: i + 1], False).rstrip()
+        start_text = render_chat(tokenizer, messages[:i], True)
+        end_text = render_chat(tokenizer, messages[: i + 1], False).rstrip()
         if not text.startswith(start_text) or not text.startswith(end_text):
             raise ValueError("the chat template does not render conversations as prefixes of each other")
         spans.append((len(start_text), len(end_text)))
@@ -144,7 +145,7 @@ def tokenize_prompts(records: list[dict], tokenizer, system_prompt: str | None =
         msgs = rec[key]
         if key == "messages":
             msgs = msgs[: max(i for i, m in enumerate(msgs) if m["role"] == "assistant")]
-        text = _render(tokenizer, _with_system(msgs, system_prompt), True)
+        text = render_chat(tokenizer, _with_system(msgs, system_prompt), True)
         out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
     return out
 

@@ -30,7 +30,8 @@ class TaskParams(Section):
 
 
 class FileTaskParams(TaskParams):
-    """A task over one dataset: a .jsonl/.json/.csv/.parquet file, a directory of them, or hf:NAME."""
+    """A task over one dataset: a .jsonl/.json/.csv/.parquet file, a directory of them, hf:NAME,
+    or ``suite``: the run's own global test set (fields ``question``, ``answer``, ``category``)."""
 
     path: str
     split: str = "test"  # the split of an hf: dataset
@@ -50,9 +51,11 @@ class EvalTask:
         stem = Path(path.removeprefix("hf:")).name.split(".")[0] if path else ""
         return f"{self.params.type}_{stem}" if stem else self.params.type
 
-    def table(self) -> Table:
+    def table(self, evaluator) -> Table:
         """The task's rows (``limit`` applied), each with where it came from for error messages."""
         p = self.params
+        if p.path == "suite":
+            return suite_table(evaluator.ws.data.global_test, p.limit)
         try:
             return read_source(p.path, split=p.split, limit=p.limit)
         except DataError as e:
@@ -60,6 +63,18 @@ class EvalTask:
 
     def run(self, evaluator, items: "ItemLog") -> dict:
         raise NotImplementedError
+
+
+def suite_table(records: list[dict], limit: int | None) -> Table:
+    """The run's global test records as question/answer rows (SFT: the last user turn and the
+    reply; preference: the prompt and the chosen answer)."""
+    rows = []
+    for rec in records[:limit]:
+        turns = rec.get("messages") or [*rec["prompt"], {"role": "assistant", "content": rec["chosen"]}]
+        question = next(m["content"] for m in reversed(turns) if m["role"] == "user")
+        answer = next(m["content"] for m in reversed(turns) if m["role"] == "assistant")
+        rows.append({"question": question, "answer": answer, "category": rec.get("category", "")})
+    return Table(rows, [f"suite test item {i}" for i in range(len(rows))])
 
 
 def field(row: dict, key: str, where: str):
