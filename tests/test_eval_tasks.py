@@ -10,12 +10,14 @@ import math
 import pytest
 from conftest import metrics_rows, run_config
 
+from fedtune.commands.evaluate import evaluate_target, task_entries
 from fedtune.data.sources import DataError
 from fedtune.engine.runner import run_experiment
 from fedtune.engine.workspace import build_workspace
 from fedtune.eval.answer_extraction import INVALID, extract, matches
 from fedtune.eval.evaluator import Evaluator
 from fedtune.eval.rouge import rouge_l
+from fedtune.schema import ConfigError
 
 GSM8K = "../shared/data/gsm8k/test.jsonl"
 
@@ -157,3 +159,23 @@ def test_tasks_run_in_training_on_schedule_with_fairness(tmp_path, loaded):
         clients = [c["exact_match"] for c in r["eval"]["clients"].values()]
         assert fair["worst"] == min(clients) and fair["spread"] == pytest.approx(max(clients) - min(clients))
         assert (cfg.run_dir() / "eval" / "generation_suite" / f"round_{r['round']}.jsonl").exists()
+    # `fedtune eval RUN --task ...`: the run's adapter on a task named on the command line
+    data = tmp_path / "mc.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "choices": ["a", "b"], "answer": i % 2}) + "\n"
+                            for i in range(4)))
+    result = evaluate_target(cfg.run_dir(), None, False, [], tasks=[f"multiple_choice:{data}"])
+    assert set(result["tasks"]) == {"multiple_choice_mc"} and result["tasks"]["multiple_choice_mc"]["n"] == 4
+    assert result["fairness"]["exact_match"]["worst"] <= result["fairness"]["exact_match"]["mean"]
+    assert (cfg.run_dir() / "eval" / "cli" / "multiple_choice_mc" / "final.jsonl").exists()
+
+
+def test_task_specs_from_the_command_line(tmp_path):
+    listed = tmp_path / "tasks.yaml"
+    listed.write_text("- {type: perplexity, path: held.jsonl}\n- {type: lm_eval, task: arc_easy}\n")
+    assert task_entries(["generation:qa.jsonl", "lm_eval:hellaswag", "{type: generation, path: g.jsonl, extract: gsm8k}",
+                         str(listed)]) == [
+        {"type": "generation", "path": "qa.jsonl"}, {"type": "lm_eval", "task": "hellaswag"},
+        {"type": "generation", "path": "g.jsonl", "extract": "gsm8k"},
+        {"type": "perplexity", "path": "held.jsonl"}, {"type": "lm_eval", "task": "arc_easy"}]
+    with pytest.raises(ConfigError, match="--task 'gsm8k': give TYPE:PATH"):
+        task_entries(["gsm8k"])

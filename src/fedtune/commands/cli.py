@@ -135,16 +135,25 @@ def eval_(
     canaries: Annotated[bool, typer.Option(
         "--canaries", help="Also measure the exposure (bits) of the secrets the config plants (data.canaries) "
                            "and how many greedy decoding extracts.")] = False,
+    task: Annotated[Optional[list[str]], typer.Option(
+        "--task", "-t", help="An evaluation task (repeatable; replaces the config's eval.tasks): TYPE:PATH "
+                             "(generation:qa.jsonl, multiple_choice:mc.jsonl, perplexity:held_out.jsonl, "
+                             "generation:suite), lm_eval:TASK (a cached harness task or a task YAML), "
+                             "an inline mapping '{type: generation, path: gsm8k.jsonl, extract: gsm8k}', "
+                             "or a YAML file listing tasks. `fedtune ls tasks` lists types and keys.")] = None,
     set: SetOpt = None,
     debug: DebugOpt = False,
 ):
-    """Exact match and loss of a base model or a trained adapter on the config's test sets
-    (with --canaries, the leakage of planted secrets too)."""
+    """Score a base model or a trained adapter: exact match and loss on the config's test sets
+    (global and per client, with the spread across clients), the evaluation tasks (--task or the
+    config's eval.tasks: lm-evaluation-harness, multiple choice, generation with answer
+    extraction, perplexity, judges, calibration) and, with --canaries, the leakage of planted
+    secrets. Example: fedtune eval runs/demo --task generation:../shared/data/gsm8k/test.jsonl"""
     from fedtune.commands.evaluate import evaluate_target
     from fedtune.commands.summary_table import print_eval
 
     _logging(debug)
-    result = evaluate_target(target, adapter, base, list(set or []), canaries)
+    result = evaluate_target(target, adapter, base, list(set or []), canaries, list(task or []))
     print_eval(console, result)
 
 

@@ -47,3 +47,30 @@ def print_eval(console: Console, result: dict) -> None:
         console.print(f"canaries: {canaries['canaries']}, exposure {canaries['canary_exposure']:.2f} bits mean, "
                       f"{canaries['canary_exposure_max']:.2f} max; extracted by greedy decoding: "
                       f"{canaries['canary_extracted']}")
+    if result.get("fairness", {}).get("exact_match"):
+        f = result["fairness"]["exact_match"]
+        console.print(f"across clients: exact match mean {_pct(f['mean'])}%, worst {_pct(f['worst'])}% "
+                      f"(client {f['worst_client']}), spread {_pct(f['spread'])} points")
+    if result.get("tasks"):
+        print_tasks(console, result["tasks"])
+
+
+def print_tasks(console: Console, tasks: dict[str, dict]) -> None:
+    """One row per evaluation task: its figures (rates as %, counts as they are)."""
+    table = Table(title="evaluation tasks")
+    for col in ("task", "n", "figures"):
+        table.add_column(col)
+    for label, figures in tasks.items():
+        shown = ", ".join(f"{k} {_figure(k, v)}" for k, v in figures.items() if k != "n" and v is not None)
+        table.add_row(label, str(figures.get("n", "")), shown)
+    console.print(table)
+
+
+def _figure(key: str, value) -> str:
+    """A task figure for the eye: shares as %, other numbers to 4 significant digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    share = any(w in key for w in ("acc", "rate", "exact_match", "rouge", "chance"))
+    return f"{100 * value:.1f}%" if share and 0 <= value <= 1 else f"{value:.4g}"
