@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,7 +120,8 @@ class Evaluator:
         out = {}
         for task in self.tasks:
             items = ItemLog(self.items_dir / task.label / f"{name}.jsonl" if self.items_dir else None)
-            out[task.label] = task.run(self, items)
+            start = time.perf_counter()
+            out[task.label] = {**task.run(self, items), "seconds": time.perf_counter() - start}
         return out
 
     def evaluate_personal(self, adapters: dict[int, AdapterState]) -> dict:
