@@ -1,13 +1,14 @@
 """Evaluation: the Evaluator and one metric per file (exact match, reward accuracy, the safety
 metrics: harmless rate, a classifier judge, an LLM judge; canary exposure), found by ``METRICS``
 (``fedtune ls metrics``); and one task per file, each over data of its own (generation with
-answer extraction, ...), found by ``TASKS`` (``fedtune ls tasks``)."""
+answer extraction, an MT-Bench-style LLM judge, ...), found by ``TASKS`` (``fedtune ls tasks``)."""
 
 from fedtune.eval import (  # noqa: F401  (each registers itself)
     canary_exposure,
     exact_match,
     generation_task,
     harmless_rate,
+    judge,
     llm_judge,
     reward_accuracy,
     safety_classifier,
