@@ -15,9 +15,18 @@ from conftest import metrics_rows, run_config
 from fedtune.engine.runner import run_experiment
 from fedtune.engine.workspace import build_workspace
 from fedtune.eval.evaluator import Evaluator
-from fedtune.eval.judge import NO_REFERENCE, combine, outcome, parse_rating, parse_verdict
+from fedtune.eval.judge import (
+    BUILT_IN_PROMPT,
+    NO_REFERENCE,
+    combine,
+    fill,
+    outcome,
+    parse_rating,
+    parse_verdict,
+)
 from fedtune.eval.tasks import TASKS
 from fedtune.schema import ConfigError
+from fedtune.synth.generation import GENERATORS, build_generator
 
 ITEMS = [{"question": f"Question q{i}: what is {i} plus {i}?", "answer": f"REF{i}: it is {2 * i}."} for i in range(1, 5)]
 
@@ -169,3 +178,10 @@ def test_a_run_grades_its_answers_with_a_served_judge_and_with_its_own_base_mode
     own_items = read_items(own_file)
     assert len(own_items) == 2 and all(isinstance(r["judge_output"], str) for r in own_items)
     assert sum(r["rating"] is None for r in own_items) == own["unparsed"]
+    # the default judge is the run's base model: its adapter (trained for a round) switched off
+    assert hasattr(loaded.model, "peft_config")
+    base = build_generator(GENERATORS.config("local", max_new_tokens=8, cache=False), loaded.model, loaded.tokenizer)
+    template = BUILT_IN_PROMPT["single"].read_text()
+    asked = [[{"role": "user", "content": fill(template, {"question": r["question"], "answer": r["answer"]})}]
+             for r in own_items]
+    assert base.generate(asked, use_adapter=False) == [r["judge_output"] for r in own_items]
