@@ -1,9 +1,10 @@
 """Evaluation: the Evaluator and one metric per file (exact match, reward accuracy, the safety
 metrics: harmless rate, a classifier judge, an LLM judge; canary exposure), found by ``METRICS``
 (``fedtune ls metrics``); and one task per file, each over data of its own (generation with
-answer extraction, ...), found by ``TASKS`` (``fedtune ls tasks``)."""
+answer extraction, calibration of confidence, ...), found by ``TASKS`` (``fedtune ls tasks``)."""
 
 from fedtune.eval import (  # noqa: F401  (each registers itself)
+    calibration,
     canary_exposure,
     exact_match,
     generation_task,
