@@ -178,3 +178,51 @@ def test_calibration_task_end_to_end(tmp_path, loaded):
         assert i["token_confidence"] is None or 0.0 < i["token_confidence"] <= 1.0
         assert i["confidence_missing"] == (i["verbalized_confidence"] is None)
     assert sum(i["confidence_missing"] for i in items) == got["confidence_missing"]
+
+
+def test_token_confidence_is_the_geometric_mean_of_the_answer_tokens(tiny):
+    import contextlib
+    import math
+    from types import SimpleNamespace
+
+    import torch
+
+    from fedtune.eval.calibration import CalibrationTask
+    from fedtune.eval.tasks import TASKS
+
+    model, tok = tiny.model, tiny.tokenizer
+    evaluator = SimpleNamespace(ws=SimpleNamespace(model=model, tokenizer=tok), pad_id=tok.pad_token_id,
+                                precision=SimpleNamespace(autocast=contextlib.nullcontext))
+    task = CalibrationTask(TASKS["calibration"].params(type="calibration", path="qa.jsonl", batch_size=2))
+    convs = [[{"role": "user", "content": "What is 2+2, please?"}], [{"role": "user", "content": "Hi?"}],
+             [{"role": "user", "content": "And now?"}]]
+    answers = ["Four, I think.", "", "4"]
+    got = task.token_confidences(evaluator, convs, answers)
+    assert got[1] is None  # an empty answer has no tokens to score
+    model.eval()
+    for conv, answer, conf in zip(convs, answers, got):
+        if not answer:
+            continue
+        prompt = tok(tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True),
+                     add_special_tokens=False)["input_ids"]
+        ids = tok(answer, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([prompt + ids])).logits[0].float(), -1)
+        token_logps = [logp[len(prompt) + k - 1, t].item() for k, t in enumerate(ids)]
+        assert conf == pytest.approx(math.exp(sum(token_logps) / len(token_logps)), rel=1e-4)
+
+
+def test_task_config_errors(tmp_path):
+    from fedtune.eval.calibration import CalibrationTask
+    from fedtune.eval.tasks import TASKS
+    from fedtune.schema import ConfigError
+
+    params = TASKS["calibration"].params
+    with pytest.raises(ConfigError, match="run's own model"):
+        CalibrationTask(params(type="calibration", path="qa.jsonl", generation={"backend": "local", "model": "x"}))
+    bad = tmp_path / "prompt.txt"
+    bad.write_text("Answer with a confidence.")
+    with pytest.raises(ConfigError, match="placeholder"):
+        CalibrationTask(params(type="calibration", path="qa.jsonl", confidence_prompt=str(bad)))
+    with pytest.raises(ConfigError, match="does not exist"):
+        CalibrationTask(params(type="calibration", path="qa.jsonl", confidence_prompt=str(tmp_path / "none.txt")))
