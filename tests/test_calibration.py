@@ -226,3 +226,49 @@ def test_task_config_errors(tmp_path):
         CalibrationTask(params(type="calibration", path="qa.jsonl", confidence_prompt=str(bad)))
     with pytest.raises(ConfigError, match="does not exist"):
         CalibrationTask(params(type="calibration", path="qa.jsonl", confidence_prompt=str(tmp_path / "none.txt")))
+
+
+def test_task_figures_on_canned_answers(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from fedtune.eval.calibration import CalibrationTask
+    from fedtune.eval.tasks import TASKS, ItemLog
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"q": q, "a": a}) + "\n" for q, a in [("capital?", "Paris"), ("legs?", "8"),
+                                                                              ("sky?", "blue")]))
+    plain = {"capital?": "Paris", "legs?": "7", "sky?": "blue sky"}
+    stated = {"capital?": "Paris\n\n### Confidence: 0.9.", "legs?": "### Answer: 8\n\n### Confidence: 1.4",
+              "sky?": "I do not know."}
+
+    def generate(conversations):
+        out = []
+        for conv in conversations:
+            text = conv[-1]["content"]
+            question = text.rsplit("### Question: ", 1)[-1].strip()
+            out.append(stated[question] if "### Confidence" in text else plain[question])
+        return out
+
+    evaluator = SimpleNamespace(generator=lambda params: SimpleNamespace(generate=generate),
+                                conversation=lambda q: [{"role": "user", "content": q}])
+    task = CalibrationTask(TASKS["calibration"].params(type="calibration", path=str(qa), question_field="q",
+                                                       template="{q}", answer_field="a"))
+    monkeypatch.setattr(task, "token_confidences", lambda ev, convs, answers: [0.8, 0.3, None])
+    got = task.run(evaluator, ItemLog(tmp_path / "items.jsonl"))
+    # verbalized: confidences .9 (right), 1.4 -> 1.0 (right), missing -> 0.0 (wrong)
+    assert got["verbalized_accuracy"] == pytest.approx(2 / 3)
+    assert got["verbalized_mean_confidence"] == pytest.approx(1.9 / 3)
+    assert got["verbalized_ece"] == pytest.approx(0.1 / 3)
+    assert got["verbalized_order_preservation"] == pytest.approx(0.95)
+    assert got["verbalized_pearson"] == pytest.approx(stats.pearsonr([0.9, 1.0, 0.0], [1, 1, 0])[0])
+    # token: .8 (Paris, right), .3 ("7", wrong); "blue sky" left out (no token confidence)
+    assert got["token_accuracy"] == 0.5 and got["token_mean_confidence"] == pytest.approx(0.55)
+    assert got["token_ece"] == pytest.approx(0.5 * 0.2 + 0.5 * 0.3)
+    assert got["token_order_preservation"] == pytest.approx(0.5)
+    assert got["token_pearson"] == pytest.approx(1.0)
+    assert (got["confidence_missing"], got["token_unscored"], got["n"]) == (1, 1, 3)
+    items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert [i["verbalized_confidence"] for i in items] == [0.9, 1.0, None]
+    assert [i["verbalized_answer"] for i in items] == ["Paris", "8", "I do not know."]
+    assert [i["correct"] for i in items] == [True, False, False]
+    assert [i["verbalized_correct"] for i in items] == [True, True, False]
