@@ -8,11 +8,12 @@ the ones that tell whether federated fine-tuning left the model over- or under-c
   few-shot shape (``eval/prompts/conqord_confidence.txt``: its instruction, ``### Question: …
   ### Answer: … ### Confidence: 0.9.`` examples of our own, then the item's question). The
   output is cut where the model goes on to a new ``### Question`` (as CONQORD cuts it); the
-  confidence is the first ``### Confidence: ([0-9]*\\.?[0-9]+)`` (CONQORD's training regex, the
-  more lenient of its two), clipped to [0, 1]. A missing confidence counts as **0.0** — CONQORD's
-  evaluation default (``gpt_evaluation.py``), not its training one (1.0, ``extract_confidence``):
-  an unstated confidence is no claim to be right — and is counted (``confidence_missing``). The
-  answer is the text before ``### Confidence`` (after a ``### Answer:`` the model wrote).
+  confidence is the first ``### Confidence: ([0-9]*\\.?[0-9]+)`` (CONQORD's training regex; its
+  evaluation one, ``(\\d\\.\\d)``, misses ``1`` or ``.85``), clipped to [0, 1]. A missing
+  confidence counts as **0.0** — CONQORD's evaluation default (``gpt_evaluation.py``), not its
+  training one (1.0, ``extract_confidence``): an unstated confidence is no claim to be right —
+  and is counted (``confidence_missing``). The answer is the text before ``### Confidence``
+  (after a ``### Answer:`` the model wrote).
 * ``token`` — the model answers the plain question (``template`` with the run's system prompt,
   as the ``generation`` task asks it), and the confidence is the geometric-mean probability of
   that answer's tokens given the prompt, exp(mean token log-prob), teacher-forced on the answer
@@ -150,7 +151,8 @@ class CalibrationTask(EvalTask):
         records = []
         for where, q, ref, ans, out, tc in zip(table.where, questions, references, answers, outputs, token):
             stated_answer, stated = parse_verbalized(out)
-            extracted, stated_extracted = extract(ans, p.extract, p.pattern), extract(stated_answer, p.extract, p.pattern)
+            extracted = extract(ans, p.extract, p.pattern)
+            stated_extracted = extract(stated_answer, p.extract, p.pattern)
             records.append({"where": where, "prompt": q, "reference": ref,
                             "answer": ans, "extracted": extracted, "correct": matches(extracted, ref),
                             "token_confidence": tc,
