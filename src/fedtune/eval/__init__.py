@@ -5,6 +5,7 @@ answer extraction, multiple choice, perplexity, lm-evaluation-harness, MT-Bench-
 CONQORD calibration), found by ``TASKS`` (``fedtune ls tasks``)."""
 
 from fedtune.eval import (  # noqa: F401  (each registers itself)
+    calibration,
     canary_exposure,
     exact_match,
     generation_task,
