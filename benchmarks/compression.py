@@ -22,7 +22,7 @@ from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.models.loader import load_model
-from fedtune.report.html import write_comparison_report
+from fedtune.report.compare import write_comparison
 
 
 def codec(scheme: str) -> dict | str:
@@ -54,7 +54,7 @@ def main():
         runs[scheme] = run_dir
         print(f"{scheme}: {results[scheme]}", flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_comparison_report(out / "report.html", runs, "fedtune: compressed updates")
+    write_comparison(out / "report.html", runs, "fedtune: compressed updates")
     plain = results.get("none", {}).get("mb_up_per_round")
     print(f"\nmachine: {machine()}\nrun directories: {out}\n")
     print("| scheme | exact match % | MB up / round | ratio to none | seconds |")

@@ -27,7 +27,7 @@ from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.models.loader import load_model
-from fedtune.report.html import write_comparison_report
+from fedtune.report.compare import write_comparison
 
 POOL = ["krum", "median", "trimmed_mean", "bulyan"]
 
@@ -91,7 +91,7 @@ def main():
                 runs[label] = run_dir
                 print(f"{label}: EM {em:.1f}  ({results[label]['seconds']:.0f}s)", flush=True)
                 (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_comparison_report(out / "report.html", runs, "fedtune robustness: attack × aggregation rule")
+    write_comparison(out / "report.html", runs, "fedtune robustness: attack × aggregation rule")
     reducers = args.reducers.split(",")
     print(f"\nmachine: {machine()}\nrun directories: {out}\n")
     for rate in [float(r) for r in args.rates.split(",")]:

@@ -25,7 +25,7 @@ from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.models.loader import load_model
-from fedtune.report.html import write_comparison_report
+from fedtune.report.compare import write_comparison
 
 
 def main():
@@ -61,7 +61,7 @@ def main():
         runs[name] = run_dir
         print(f"{name}: {results[name]}", flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_comparison_report(out / "report.html", runs, "fedtune: selective layer fine-tuning")
+    write_comparison(out / "report.html", runs, "fedtune: selective layer fine-tuning")
     plain = results["all"]
     print(f"\nmachine: {machine()}\nrun directories: {out}\n")
     print("| strategy | layers | exact match % | MB up / round | ratio to all | MB down / round | s / round "

@@ -176,15 +176,31 @@ def export(
 @app.command()
 @user_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="One run directory, or several to compare.", metavar="RUN...")],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write a comparison page here (the default for several runs: compare.html).")] = None,
     debug: DebugOpt = False,
 ):
-    """(Re)write report.html for a run: loss, accuracy and communication per round."""
+    """(Re)write a run's report.html — every metric per round and per client, the final
+    evaluation with its tasks, data, config — or, for several runs (or with -o), one page
+    comparing them: their curves on the same axes (exact match, losses, tasks, ε, MB sent, worst
+    client and spread), a table of final figures, and each client's gain over a local-only run
+    among them. Example: fedtune report runs/demo/local runs/demo/fedavg -o compare.html"""
+    from fedtune.report.compare import write_comparison
     from fedtune.report.html import write_report
 
-    if not (run_dir / "metrics.jsonl").exists():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no metrics.jsonl)")
-    console.print(f"report written to {write_report(run_dir)}")
+    for run_dir in run_dirs:
+        if not (run_dir / "metrics.jsonl").exists():
+            raise FileNotFoundError(f"{run_dir}: not a run directory (no metrics.jsonl)")
+    if len(run_dirs) == 1 and output is None:
+        console.print(f"report written to {write_report(run_dirs[0])}")
+        return
+    labels = [d.resolve().name for d in run_dirs]
+    if len(set(labels)) < len(labels):  # same directory names: label by the path as given
+        labels = [str(d) for d in run_dirs]
+    out = write_comparison(output or Path("compare.html"), dict(zip(labels, run_dirs)),
+                           f"fedtune: {len(run_dirs)} runs compared")
+    console.print(f"comparison written to {out}")
 
 
 data_app = typer.Typer(

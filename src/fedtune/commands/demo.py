@@ -19,7 +19,7 @@ from fedtune.engine.runner import run_experiment
 from fedtune.engine.workspace import build_workspace
 from fedtune.eval.evaluator import Evaluator
 from fedtune.models.loader import load_base
-from fedtune.report.html import write_comparison_report
+from fedtune.report.compare import write_comparison
 
 RECIPE = "demo.yaml"
 
@@ -64,7 +64,7 @@ def run_demo(output: Path, overrides: list[str], console: Console, err_console: 
     console.print(table)
     base, local, fed = (results[k]["global"]["exact_match"] for k in results)
     console.print(f"federated vs base: {100 * (fed - base):+.1f} points; vs local-only mean: {100 * (fed - local):+.1f} points")
-    report = write_comparison_report(output / "report.html", {k: Path(s["report"]).parent for k, s in summaries.items()},
+    report = write_comparison(output / "report.html", {k: Path(s["report"]).parent for k, s in summaries.items()},
                                      "fedtune demo: base vs local-only vs federated",
                                      extra={"base model": results["base model"]})
     seconds = time.perf_counter() - started

@@ -1,4 +1,7 @@
-"""Matplotlib figures of a run's metrics, returned as PNG bytes (Agg backend, no display)."""
+"""Matplotlib figures of a run's metrics, returned as PNG bytes (Agg backend, no display).
+
+A per-round figure needs at least two rounds to be drawn (None otherwise): a one-point line says
+nothing a table does not, and the report's tables show every value."""
 
 from __future__ import annotations
 
@@ -9,6 +12,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _rounds(points) -> int:
+    """How many distinct rounds (x values) ``points`` covers."""
+    return len({x for x, *_ in points})
 
 
 def _png(fig) -> bytes:
@@ -23,7 +31,7 @@ def train_loss(rows: list[dict]) -> bytes | None:
     """Mean train loss per round, with each client's loss as dots."""
     pts = [(r["round"], float(m["loss"])) for r in rows for m in r.get("train", {}).values() if "loss" in m]
     means = [(r["round"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
-    if not means:
+    if _rounds(means) < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
     if pts:
@@ -38,14 +46,14 @@ def eval_metric(rows: list[dict], metric: str, title: str) -> bytes | None:
     """A global eval metric per round, plus one line per client when per-client eval exists."""
     evals = [(r["round"], r["eval"]) for r in rows if "eval" in r]
     glob = [(rnd, e["global"][metric]) for rnd, e in evals if metric in e.get("global", {})]
-    if not glob:
+    if _rounds(glob) < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
     clients = sorted({c for _, e in evals for c, m in e.get("clients", {}).items() if metric in m},
                      key=lambda c: int(c) if c.isdigit() else c)
     for c in clients:
         pts = [(rnd, e["clients"][c][metric]) for rnd, e in evals if metric in e.get("clients", {}).get(c, {})]
-        ax.plot(*zip(*pts), lw=1, alpha=0.5, label=f"client {c}")
+        ax.plot(*zip(*pts), lw=1, alpha=0.5, marker="." if len(pts) == 1 else None, label=f"client {c}")
     ax.plot(*zip(*glob), marker="o", lw=2, color="black", label="global test")
     ax.set(xlabel="round", ylabel=metric.replace("_", " "), title=title)
     if len(clients) <= 10:
@@ -60,7 +68,7 @@ def safety(rows: list[dict]) -> bytes | None:
     lines = {"harmless rate (refusal keywords)": "harmless_rate", "LLM judge safe rate": "llm_judge_safe_rate",
              "classifier judge safe rate": "judge_safe_rate", "helpful exact match": "helpful_exact_match"}
     curves = {label: [(rnd, g[k]) for rnd, g in evals if g.get(k) is not None] for label, k in lines.items()}
-    if not curves["harmless rate (refusal keywords)"]:
+    if _rounds(curves["harmless rate (refusal keywords)"]) < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for label, pts in curves.items():
@@ -75,7 +83,8 @@ def safety(rows: list[dict]) -> bytes | None:
 
 
 def communication(rows: list[dict]) -> bytes | None:
-    if not rows:
+    """Cumulative MB uploaded and downloaded per round."""
+    if _rounds([(r["round"],) for r in rows]) < 2:
         return None
     rounds = [r["round"] for r in rows]
     up, down, total_up, total_down = [], [], 0.0, 0.0
@@ -100,6 +109,8 @@ def extra_train_metrics(rows: list[dict]) -> dict[str, bytes]:
     out = {}
     for name in names:
         pts = [(r["round"], m[name]) for r in rows for m in r.get("train", {}).values() if name in m]
+        if _rounds(pts) < 2:
+            continue
         fig, ax = plt.subplots(figsize=(6, 3.4))
         ax.scatter(*zip(*pts), s=10)
         ax.set(xlabel="round", ylabel=name, title=f"Client {name.replace('_', ' ')}")
@@ -111,7 +122,7 @@ def attack_harm(rows: list[dict]) -> bytes | None:
     """Per round, under simulated attackers: how far the global update went from the benign
     clients' mean (and that mean's own size), with the aggregation rule of each round."""
     pts = [(r["round"], r["attack"]) for r in rows if "distance_from_benign_mean" in r.get("attack", {})]
-    if not pts:
+    if _rounds(pts) < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ax.plot([p for p, _ in pts], [a["distance_from_benign_mean"] for _, a in pts], marker="o", label="‖update − benign mean‖")
@@ -129,7 +140,7 @@ def privacy(rows: list[dict]) -> bytes | None:
     """ε spent after each round: client-level DP's, and each client's DP-SGD ε (sample level)."""
     client = [(r["round"], r["privacy"]["client_level"]["epsilon"]) for r in rows if "client_level" in r.get("privacy", {})]
     sample = [(r["round"], e) for r in rows for e in r.get("privacy", {}).get("sample_level", {}).get("epsilon", {}).values()]
-    if not client and not sample:
+    if max(_rounds(client), _rounds(sample)) < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.4))
     if client:
@@ -180,7 +191,7 @@ def quality_noisy_vs_clean(scores: dict[str, list[float]], noisy: dict[str, list
 def selected_layers(rows: list[dict]) -> bytes | None:
     """How many sampled clients trained each transformer layer, round by round (selective layers)."""
     picks = [(r["round"], [l for v in r["selective"]["layers"].values() for l in v]) for r in rows if "selective" in r]
-    if not picks:
+    if _rounds(picks) < 2:
         return None
     layers = sorted({l for _, ls in picks for l in ls})
     grid = [[ls.count(layer) for _, ls in picks] for layer in layers]
@@ -193,16 +204,18 @@ def selected_layers(rows: list[dict]) -> bytes | None:
     return _png(fig)
 
 
-def accuracy_curves(curves: dict[str, list[tuple[int, float]]], title: str) -> bytes | None:
-    """Global exact match per round, one line per run (a comparison of runs)."""
-    curves = {k: v for k, v in curves.items() if v}
-    if not curves:
+def run_curves(series: dict[str, list[tuple[int, float]]], ylabel: str, title: str) -> bytes | None:
+    """One quantity per round, one line per run on the same axes (a run with a single point is a
+    marker); None unless some run has two rounds of it."""
+    series = {k: v for k, v in series.items() if v}
+    if not series or max(_rounds(v) for v in series.values()) < 2:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (label, pts) in enumerate(curves.items()):
-        ax.plot(*zip(*pts), marker=".", lw=1, color=f"C{i % 10}", ls="-" if i < 10 else "--", label=label)
-    ax.set(xlabel="round", ylabel="exact match %", title=title)
-    if len(curves) <= 20:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for i, (label, pts) in enumerate(series.items()):
+        ax.plot(*zip(*pts), marker="o" if len(pts) == 1 else ".", lw=1, color=f"C{i % 10}",
+                ls="-" if i < 10 else "--", label=label)
+    ax.set(xlabel="round", ylabel=ylabel, title=title)
+    if len(series) <= 20:
         ax.legend(fontsize=6, ncol=2)
     return _png(fig)
 
