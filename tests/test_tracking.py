@@ -7,7 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import crash_after_checkpoint, interrupt_in_round, metrics_rows, run_config
+from conftest import (
+    crash_after_checkpoint,
+    interrupt_in_round,
+    metrics_rows,
+    run_config,
+)
 
 from fedtune.config import ConfigError
 from fedtune.engine.runner import run_experiment
