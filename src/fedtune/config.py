@@ -33,6 +33,7 @@ from fedtune.quality import QualityConfig
 from fedtune.schema import CHOICE_ERROR, TAGS, ConfigError, Registry, Section
 from fedtune.selective import SelectiveConfig
 from fedtune.synth import SYNTHESIZERS
+from fedtune.tracking import TRACKERS
 
 __all__ = ["ConfigError", "RunConfig", "load_config", "from_dict", "dump_config", "Section"]
 
@@ -101,6 +102,9 @@ class RunConfig(Section):
     privacy: PrivacyConfig = PrivacyConfig()
     eval: EvalConfig = EvalConfig()
     output: OutputConfig = OutputConfig()
+    # Experiment tracking: the config, every round's metrics and the final adapter, e.g. {backend: mlflow,
+    # tracking_uri: http://localhost:5000} or {backend: tensorboard} (pip install 'fedtune[tracking]'); null = none.
+    tracking: TRACKERS.choice(optional=True) = None
     # Multi-stage runs: each entry overrides sections of this config for one stage, e.g.
     # [{train: {objective: sft}}, {train: {objective: {name: dpo, reference: start}}, federation: {rounds: 3}}].
     # A stage starts from the previous stage's global adapter.

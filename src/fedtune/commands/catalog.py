@@ -13,11 +13,13 @@ from fedtune.schema import REGISTRIES, Entry, Registry
 # `fedtune ls KIND`: the plural a user types -> the registry kind; and where a choice goes in YAML.
 KINDS = {"algorithms": "algorithm", "objectives": "objective", "reducers": "reducer", "attacks": "attack",
          "adapters": "adapter", "ops": "op", "metrics": "metric", "generators": "generator",
-         "codecs": "codec", "offsite": "offsite", "synth": "synth", "tasks": "eval task"}
+         "codecs": "codec", "offsite": "offsite", "synth": "synth", "tasks": "eval task",
+         "trackers": "tracker"}
 WHERE = {"algorithm": "algorithm", "objective": "train.objective", "reducer": "aggregation.reducer",
          "attack": "attack", "adapter": "model.adapter", "op": "data.pipeline[]", "metric": "eval.metrics[]",
          "generator": "…generation (eval.safety, defense.posthoc, llm_judge)", "codec": "communication.compress",
-         "offsite": "offsite", "synth": "synth", "eval task": "eval.tasks[] (fedtune eval --task)"}
+         "offsite": "offsite", "synth": "synth", "eval task": "eval.tasks[] (fedtune eval --task)",
+         "tracker": "tracking"}
 
 
 def registries() -> dict[str, Registry]:

@@ -36,6 +36,7 @@ from fedtune.privacy.client_level import client_level_privacy
 from fedtune.protocol import ClientInstruction, ClientUpdate, Strategy
 from fedtune.selective.coordinator import layer_selection
 from fedtune.synth import SYNTHESIZERS
+from fedtune.tracking import Tracker, start_tracker
 
 if TYPE_CHECKING:
     from fedtune.engine.workspace import Workspace
@@ -104,6 +105,7 @@ class RoundLoop:
         if ws.client is not None and ws.client.label:
             self.client_evaluator = Evaluator(cfg, replace(ws, model=ws.client.model), reference)
         self.min_replies = min_replies
+        self.tracker = Tracker()  # the experiment tracker run() starts (this base logs nothing)
         self.defense = None
         if cfg.defense.posthoc is not None:
             if self.strategy.personal_adapters:
@@ -133,18 +135,20 @@ class RoundLoop:
         elif resume:
             self.store.rollback(-1)
             self.run_dir.truncate_metrics(-1)
+        self.tracker = start_tracker(cfg, self.run_dir.path, resume)  # after the truncation: it catches up
         self.executor.begin(start_round)
         started = time.perf_counter()
         self.progress.start_rounds(cfg.federation.rounds, start_round)
-        try:
-            for r in range(start_round, cfg.federation.rounds):
-                if self._over_budget(r):
-                    break
-                global_adapter = self.round(r, global_adapter)
-                self.progress.advance_round()
-        finally:
-            self.progress.stop()
-        return self.finish(global_adapter, time.perf_counter() - started)
+        with self.tracker:  # closed however the run ends
+            try:
+                for r in range(start_round, cfg.federation.rounds):
+                    if self._over_budget(r):
+                        break
+                    global_adapter = self.round(r, global_adapter)
+                    self.progress.advance_round()
+            finally:
+                self.progress.stop()
+            return self.finish(global_adapter, time.perf_counter() - started)
 
     def _over_budget(self, r: int) -> bool:
         """Whether running round ``r`` would spend more than ``privacy.client_level.max_epsilon``;
@@ -272,6 +276,7 @@ class RoundLoop:
             self.store.commit(r)
         row["seconds"] = time.perf_counter() - t0
         self.run_dir.append_metrics(row)
+        self.tracker.log_row(row)
         self.progress.round_done(row)
         return global_adapter
 
@@ -354,6 +359,7 @@ class RoundLoop:
                     self.ws.model.save_pretrained(str(self.run_dir.path / "adapters" / f"client_{c}"))
             summary["adapter"] = "adapters/client_<i>/ (one per client; adapter/ is the untrained start)"
         self.run_dir.write_json("summary.json", summary)
+        self.tracker.finish(summary, self.run_dir.path)
         return summary
 
 

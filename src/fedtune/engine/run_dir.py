@@ -16,6 +16,7 @@ import torch
 from fedtune import adapter_state
 from fedtune.adapter_state import AdapterState
 from fedtune.config import RunConfig, dump_config
+from fedtune.tracking import check_available
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -35,6 +36,7 @@ class RunDir:
         """Create the directory; refuse to silently overwrite a finished or partial run."""
         if self.path.exists() and any(self.path.iterdir()) and not resume:
             raise FileExistsError(f"{self.path}: run directory exists; pass --resume to continue it or choose --output")
+        check_available(cfg.tracking)  # a missing backend package is named before anything is written
         self.path.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.path / "config.yaml", dump_config(cfg))
 
