@@ -90,9 +90,12 @@ def tasks(out: Path, gsm8k: int) -> list[dict]:
     return listed
 
 
-def agreement(run: Path, label: str = "final") -> tuple[int, int]:
-    """Items where native and lm-eval GSM8K gave the same text and verdict, of all."""
-    read = lambda name: [json.loads(x) for x in (run / name / f"{label}.jsonl").read_text().splitlines()]  # noqa: E731
+def agreement(items_dir: Path) -> tuple[int, int]:
+    """Items where native and lm-eval GSM8K gave the same text and verdict at the last evaluation."""
+    def read(name: str) -> list[dict]:
+        last = max((items_dir / name).glob("*.jsonl"), key=lambda f: f.stat().st_mtime)
+        return [json.loads(x) for x in last.read_text().splitlines()]
+
     native, harness = read("gsm8k_native"), read("gsm8k_lm_eval")
     same = sum(a["answer"] == b["answer"] and a["correct"] == b["correct"] for a, b in zip(native, harness))
     return same, len(native)

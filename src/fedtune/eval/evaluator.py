@@ -58,6 +58,7 @@ class Evaluator:
         self.items_dir = items_dir
         self._generator = None
         self._generators: dict[str, object] = {}  # the tasks' generators, by their parameters
+        self.harness_models: dict[int, object] = {}  # lm-eval's views of the model, by batch size
         self._answers: tuple[list[str], list[str]] | None = None  # this evaluation's safety answers
         self.seconds_generating = 0.0  # spent generating them
 

@@ -51,7 +51,7 @@ def harness_model(evaluator, batch_size: int):
         from lm_eval.models.huggingface import HFLM
     except ImportError:
         raise ConfigError(f"lm-eval is not installed: {EXTRA}") from None
-    cache = evaluator.__dict__.setdefault("_harness_models", {})
+    cache = evaluator.harness_models
     if batch_size not in cache:
         cache[batch_size] = HFLM(pretrained=evaluator.ws.model, tokenizer=evaluator.ws.tokenizer, batch_size=batch_size)
     return cache[batch_size]
