@@ -165,7 +165,7 @@ def test_fedtune_eval_canaries_on_a_run_directory(tmp_path, monkeypatch):
                                                          "eval.per_client": "true"}))
     run_experiment(cfg, progress=False)
     run_dir = cfg.run_dir()
-    assert 'alt="canary exposure"' in (run_dir / "report.html").read_text()  # per round, with per-client eval on
+    assert "<td>canary_exposure</td>" in (run_dir / "report.html").read_text()  # in the final evaluation's table
 
     result = evaluate_target(run_dir, None, False, [], canaries=True)["sets"]["global"]
     assert result["canaries"] == 1 and 0 <= result["canary_exposure"] <= math.log2(101)
