@@ -34,13 +34,17 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Literal
 
 from fedtune.data.tokenize import tokenize_prompts
 from fedtune.eval.answer_extraction import extract, matches
 from fedtune.eval.calibration_metrics import ece, order_preservation, pearson, spearman
-from fedtune.eval.generation_task import Extraction, reference_answer, render
-from fedtune.eval.tasks import TASKS, EvalTask, FileTaskParams, field
+from fedtune.eval.generation_task import (
+    AnswerTask,
+    AnswerTaskParams,
+    Extraction,
+    reference_answer,
+)
+from fedtune.eval.tasks import TASKS, field, questions
 from fedtune.models.logprobs import IGNORE, mean_response_ce
 from fedtune.schema import ConfigError
 from fedtune.synth.generation import GENERATORS
@@ -53,13 +57,8 @@ MISSING_CONFIDENCE = 0.0  # CONQORD's evaluation default (its training default i
 BINS = 10
 
 
-class CalibrationTaskParams(FileTaskParams):
-    question_field: str = "question"
-    answer_field: str = "answer"
-    template: str = "{question}"  # the question as asked; {field} is any field of the item
+class CalibrationTaskParams(AnswerTaskParams):
     extract: Extraction = "none"  # the whole answer (short factual QA); the generation task defaults to last_number
-    pattern: str | None = None  # extract: regex; its first group (or the whole match) is the answer
-    reference_extract: Literal["auto", "gsm8k", "none"] = "auto"  # auto: gsm8k where the reference has '####'
     confidence_prompt: str | None = None  # a file with {question}; None = the built-in CONQORD-shaped one
     # both answers are generated with it (greedy by default); the token confidence scores the
     # run's own model, so the backend is local on that model
@@ -94,13 +93,11 @@ def figures(kind: str, confidences: list[float], correct: list[bool]) -> dict:
 
 
 @TASKS.register("calibration", CalibrationTaskParams)
-class CalibrationTask(EvalTask):
+class CalibrationTask(AnswerTask):
     """Verbalized and token-probability confidence against answer correctness (CONQORD's figures)."""
 
     def __init__(self, params):
         super().__init__(params)
-        if params.extract == "regex" and not params.pattern:
-            raise ValueError(f"eval task {self.label}: extract: regex needs a pattern")
         g = params.generation
         if g.backend != "local" or getattr(g, "model", None) is not None or getattr(g, "adapter", None) is not None:
             raise ConfigError(f"eval task {self.label}: the token confidence scores the run's own model, so "
@@ -138,18 +135,17 @@ class CalibrationTask(EvalTask):
     def run(self, evaluator, items):
         p = self.params
         table = self.table(evaluator)
-        questions = [render(p.template, {p.question_field: field(row, p.question_field, where), **row}, where)
-                     for row, where in zip(table.rows, table.where)]
+        asked = questions(table, p)
         references = [reference_answer(str(field(row, p.answer_field, where)), p.reference_extract)
                       for row, where in zip(table.rows, table.where)]
         generator = evaluator.generator(p.generation)
-        plain = [evaluator.conversation(q) for q in questions]
-        asked = [evaluator.conversation(self.confidence_template.replace("{question}", q)) for q in questions]
+        plain = [evaluator.conversation(q) for q in asked]
+        with_confidence = [evaluator.conversation(self.confidence_template.replace("{question}", q)) for q in asked]
         answers = generator.generate(plain)
-        outputs = generator.generate(asked)
+        outputs = generator.generate(with_confidence)
         token = self.token_confidences(evaluator, plain, answers)
         records = []
-        for where, q, ref, ans, out, tc in zip(table.where, questions, references, answers, outputs, token):
+        for where, q, ref, ans, out, tc in zip(table.where, asked, references, answers, outputs, token):
             stated_answer, stated = parse_verbalized(out)
             extracted = extract(ans, p.extract, p.pattern)
             stated_extracted = extract(stated_answer, p.extract, p.pattern)

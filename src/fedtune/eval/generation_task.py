@@ -27,19 +27,22 @@ from fedtune.eval.answer_extraction import (
     matches,
 )
 from fedtune.eval.rouge import rouge_l
-from fedtune.eval.tasks import TASKS, EvalTask, FileTaskParams, field
+from fedtune.eval.tasks import TASKS, EvalTask, QuestionTaskParams, field, questions
 from fedtune.synth.generation import GENERATORS
 
 Extraction = Literal["gsm8k", "last_number", "regex", "none"]
 
 
-class GenerationTaskParams(FileTaskParams):
-    question_field: str = "question"
+class AnswerTaskParams(QuestionTaskParams):
+    """A task whose answers are extracted and compared with each item's reference."""
+
     answer_field: str = "answer"
-    template: str = "{question}"  # the user turn; {field} is any field of the item
     extract: Extraction = "last_number"
     pattern: str | None = None  # extract: regex; its first group (or the whole match) is the answer
     reference_extract: Literal["auto", "gsm8k", "none"] = "auto"  # auto: gsm8k where the reference has '####'
+
+
+class GenerationTaskParams(AnswerTaskParams):
     generation: GENERATORS.choice(default="local") = {"backend": "local", "max_new_tokens": 128}
     engine: Literal["native", "lm_eval"] = "native"  # lm_eval: the same items through lm-evaluation-harness
     harness_batch_size: int = Field(1, ge=1)  # engine lm_eval: its batch size
@@ -52,49 +55,42 @@ HARNESS_FILTERS = {  # extraction -> the harness's regex filter (pattern, which 
 }
 
 
-def render(template: str, row: dict, where: str) -> str:
-    """``template`` with each ``{field}`` replaced by the item's value (a one-line error naming
-    the item when it lacks one)."""
-    try:
-        return template.format_map(row)
-    except KeyError as e:
-        raise ValueError(f"{where}: the task's template needs field {e.args[0]!r}; this item has "
-                         f"{', '.join(sorted(row))}") from None
-
-
 def reference_answer(reference: str, how: str) -> str:
     if how == "auto":
         how = "gsm8k" if "####" in reference else "none"
     return extract(reference, how)
 
 
-@TASKS.register("generation", GenerationTaskParams)
-class GenerationTask(EvalTask):
-    """Greedy answers scored by extracted-answer accuracy and ROUGE-L."""
+class AnswerTask(EvalTask):
+    """Base of the tasks that extract answers (``AnswerTaskParams``)."""
 
     def __init__(self, params):
         super().__init__(params)
         if params.extract == "regex" and not params.pattern:
             raise ValueError(f"eval task {self.label}: extract: regex needs a pattern")
 
+
+@TASKS.register("generation", GenerationTaskParams)
+class GenerationTask(AnswerTask):
+    """Greedy answers scored by extracted-answer accuracy and ROUGE-L."""
+
     def run(self, evaluator, items):
         p = self.params
         table = self.table(evaluator)
-        questions = [render(p.template, {p.question_field: field(row, p.question_field, where), **row}, where)
-                     for row, where in zip(table.rows, table.where)]
+        asked = questions(table, p)
         references = [str(field(row, p.answer_field, where)) for row, where in zip(table.rows, table.where)]
         targets = [reference_answer(ref, p.reference_extract) for ref in references]
         if p.engine == "lm_eval":
             from fedtune.eval.lm_eval_bridge import run_local
 
-            samples = run_local(self, evaluator, [{"question": q, "reference": t} for q, t in zip(questions, targets)])
+            samples = run_local(self, evaluator, [{"question": q, "reference": t} for q, t in zip(asked, targets)])
             answers = [s["resps"][0][0].strip() for s in samples]
             extracted = [s["filtered_resps"][0] for s in samples]
         else:
-            answers = evaluator.generator(p.generation).generate([evaluator.conversation(q) for q in questions])
+            answers = evaluator.generator(p.generation).generate([evaluator.conversation(q) for q in asked])
             extracted = [extract(a, p.extract, p.pattern) for a in answers]
         records = []
-        for q, ref, target, ans, predicted, where in zip(questions, references, targets, answers, extracted, table.where):
+        for q, ref, target, ans, predicted, where in zip(asked, references, targets, answers, extracted, table.where):
             records.append({"where": where, "prompt": q, "answer": ans, "extracted": predicted, "reference": target,
                             "correct": matches(predicted, target), "rouge_l": rouge_l(ref, ans)})
         items.write(records)

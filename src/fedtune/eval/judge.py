@@ -34,8 +34,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from fedtune.eval.generation_task import render
-from fedtune.eval.tasks import TASKS, EvalTask, FileTaskParams, field
+from fedtune.eval.tasks import TASKS, EvalTask, QuestionTaskParams, field, questions
 from fedtune.schema import ConfigError
 from fedtune.synth.generation import GENERATORS
 
@@ -52,12 +51,10 @@ VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 Outcome = Literal["win", "tie", "loss"]
 
 
-class JudgeTaskParams(FileTaskParams):
+class JudgeTaskParams(QuestionTaskParams):
     mode: Literal["single", "pairwise"] = "single"
-    question_field: str = "question"
     # pairwise: the answer the model is compared with; single: shown where the prompt has {reference}
     reference_field: str = "answer"
-    template: str = "{question}"  # the user turn; {field} is any field of the item
     generation: GENERATORS.choice(default="local") = {"backend": "local", "max_new_tokens": 128}  # the model's answers
     # the judge; default: the run's own base model with the adapter off (runnable offline, not a real judge)
     judge: GENERATORS.choice(default="local") = {"backend": "local", "max_new_tokens": 32}
@@ -127,23 +124,22 @@ class JudgeTask(EvalTask):
     def run(self, evaluator, items):
         p = self.params
         table = self.table(evaluator)
-        questions, references = [], []
+        asked, references = questions(table, p), []
         for row, where in zip(table.rows, table.where):
-            questions.append(render(p.template, {p.question_field: field(row, p.question_field, where), **row}, where))
             if p.mode == "pairwise":
                 references.append(str(field(row, p.reference_field, where)))
             else:
                 reference = row.get(p.reference_field)
                 references.append(None if reference is None else str(reference))
-        answers = evaluator.generator(p.generation).generate([evaluator.conversation(q) for q in questions])
+        answers = evaluator.generator(p.generation).generate([evaluator.conversation(q) for q in asked])
         judge = evaluator.generator(p.judge)
         if p.mode == "single":
-            records = self._single(judge, table.where, questions, answers, references)
+            records = self._single(judge, table.where, asked, answers, references)
             items.write(records)
             parsed = [r["rating"] for r in records if r["rating"] is not None]
             return {"score": sum(parsed) / len(parsed) if parsed else None,
                     "unparsed": len(records) - len(parsed), "n": len(records)}
-        records = self._pairwise(judge, table.where, questions, answers, references)
+        records = self._pairwise(judge, table.where, asked, answers, references)
         items.write(records)
         decided = [r["outcome"] for r in records if r["outcome"] is not None]
 

@@ -23,15 +23,12 @@ from pydantic import Field
 
 from fedtune.data.tokenize import render_chat
 from fedtune.eval.continuations import score_continuations
-from fedtune.eval.generation_task import render
-from fedtune.eval.tasks import TASKS, EvalTask, FileTaskParams, field
+from fedtune.eval.tasks import TASKS, EvalTask, QuestionTaskParams, field, questions
 
 
-class MultipleChoiceParams(FileTaskParams):
-    question_field: str = "question"
+class MultipleChoiceParams(QuestionTaskParams):
     choices_field: str = "choices"
     answer_field: str = "answer"
-    template: str = "{question}"  # the user turn; {field} is any field of the item
     engine: Literal["native", "lm_eval"] = "native"  # lm_eval: the same items through lm-evaluation-harness
     harness_batch_size: int = Field(1, ge=1)  # engine lm_eval: its batch size
 
@@ -61,11 +58,10 @@ class MultipleChoiceTask(EvalTask):
         p, ws = self.params, evaluator.ws
         table = self.table(evaluator)
         pairs, spans, records = [], [], []
-        for row, where in zip(table.rows, table.where):
+        for row, where, question in zip(table.rows, table.where, questions(table, p)):
             choices = field(row, p.choices_field, where)
             if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
                 raise ValueError(f"{where}: {p.choices_field!r} must be a list of at least two strings")
-            question = render(p.template, {p.question_field: field(row, p.question_field, where), **row}, where)
             context = render_chat(ws.tokenizer, evaluator.conversation(question), True)
             spans.append((len(pairs), len(choices)))
             pairs += [(context, c) for c in choices]

@@ -37,6 +37,13 @@ class FileTaskParams(TaskParams):
     split: str = "test"  # the split of an hf: dataset
 
 
+class QuestionTaskParams(FileTaskParams):
+    """A task that asks the model each item's question."""
+
+    question_field: str = "question"
+    template: str = "{question}"  # the user turn; {field} is any field of the item
+
+
 class EvalTask:
     """Base of every task type."""
 
@@ -75,6 +82,23 @@ def suite_table(records: list[dict], limit: int | None) -> Table:
         answer = next(m["content"] for m in reversed(turns) if m["role"] == "assistant")
         rows.append({"question": question, "answer": answer, "category": rec.get("category", "")})
     return Table(rows, [f"suite test item {i}" for i in range(len(rows))])
+
+
+def render(template: str, row: dict, where: str) -> str:
+    """``template`` with each ``{field}`` replaced by the item's value (a one-line error naming
+    the item when it lacks one)."""
+    try:
+        return template.format_map(row)
+    except KeyError as e:
+        raise ValueError(f"{where}: the task's template needs field {e.args[0]!r}; this item has "
+                         f"{', '.join(sorted(row))}") from None
+
+
+def questions(table: Table, params: QuestionTaskParams) -> list[str]:
+    """Each item's user turn: the template filled with its fields (its question field required)."""
+    key = params.question_field
+    return [render(params.template, {key: field(row, key, where), **row}, where)
+            for row, where in zip(table.rows, table.where)]
 
 
 def field(row: dict, key: str, where: str):
