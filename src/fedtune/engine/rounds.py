@@ -135,7 +135,7 @@ class RoundLoop:
         elif resume:
             self.store.rollback(-1)
             self.run_dir.truncate_metrics(-1)
-        self.tracker = start_tracker(cfg, self.run_dir.path, resume)  # after the truncation: it catches up
+        self.tracker = start_tracker(cfg, self.run_dir.path, resume, self.run_dir.read_metrics())  # after the truncation
         self.executor.begin(start_round)
         started = time.perf_counter()
         self.progress.start_rounds(cfg.federation.rounds, start_round)

@@ -24,7 +24,6 @@ from fedtune.tracking.registry import (
     config_leaves,
     flatten,
     import_backend,
-    metrics_rows,
 )
 
 STATE = "mlflow_run.json"
@@ -49,7 +48,7 @@ def _key(path: str) -> str:
 class MlflowTracker(Tracker):
     requires = {"mlflow": "mlflow-skinny"}
 
-    def start(self, cfg, run_dir: Path, resume: bool) -> None:
+    def start(self, cfg, run_dir: Path, resume: bool, rows: list[dict]) -> None:
         import_backend("mlflow", "mlflow", "mlflow-skinny")
         from mlflow.tracking import MlflowClient
 
@@ -73,7 +72,7 @@ class MlflowTracker(Tracker):
             self.client.log_batch(self.run_id, params=params[i:i + MAX_PARAMS])
         self.last = max((m.step for key in logged.metrics for m in self.client.get_metric_history(self.run_id, key)),
                         default=-1)
-        for row in metrics_rows(run_dir):  # rows written before this process: a resume's, not yet logged
+        for row in rows:  # rows written before this process: a resume's, not yet logged
             self.log_row(row)
 
     def _create_run(self, cfg, uri: str, run_dir: Path) -> str:

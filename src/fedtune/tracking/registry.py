@@ -2,8 +2,8 @@
 tracking backend (``tracking: {backend: mlflow | tensorboard, ...}``; ``fedtune ls trackers``).
 
 A backend is a :class:`Tracker` registered in ``TRACKERS``, one file each. The round loop calls
-``start`` once (after a resume has truncated metrics.jsonl, so a tracker can catch up on rows an
-earlier process wrote but did not log), ``log_row`` after each row reaches metrics.jsonl,
+``start`` once with the rows metrics.jsonl keeps (after a resume has truncated it, so a tracker
+can catch up on rows an earlier process wrote but did not log), ``log_row`` after each row reaches metrics.jsonl,
 ``finish`` after adapter/ and summary.json are written, and ``close`` whatever happens (a
 context manager). The base
 class is the no-op tracker of an untracked run. Backends import their packages only in ``start``.
@@ -36,8 +36,9 @@ class Tracker:
     def __init__(self, params: Section | None = None):
         self.params = params
 
-    def start(self, cfg: RunConfig, run_dir: Path, resume: bool) -> None:
-        """Open the backend's run; with ``resume``, continue the one an earlier process began."""
+    def start(self, cfg: RunConfig, run_dir: Path, resume: bool, rows: list[dict]) -> None:
+        """Open the backend's run; with ``resume``, continue the one an earlier process began
+        (``rows``: what metrics.jsonl holds now)."""
 
     def log_row(self, row: dict) -> None:
         """One round's metrics row, as appended to metrics.jsonl (step = ``row['round']``)."""
@@ -85,14 +86,6 @@ def config_leaves(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-def metrics_rows(run_dir: Path) -> list[dict]:
-    """The rows of ``run_dir``'s metrics.jsonl (those a resumed run keeps)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def check_available(params: Section | None) -> None:
     """A one-line error naming the extra when the chosen backend's packages are not installed
     (checked before a run directory is made; nothing is imported)."""
@@ -107,14 +100,14 @@ def check_available(params: Section | None) -> None:
             raise ConfigError(f"tracking.backend={params.backend} needs {dist}: {EXTRA}")
 
 
-def start_tracker(cfg: RunConfig, run_dir: Path, resume: bool) -> Tracker:
-    """The run's tracker, started (the no-op base when ``cfg.tracking`` is null)."""
+def start_tracker(cfg: RunConfig, run_dir: Path, resume: bool, rows: list[dict]) -> Tracker:
+    """The run's tracker, started (the no-op base when ``cfg.tracking`` is null; the backend's
+    packages were checked when the run directory was made)."""
     params = cfg.tracking
     if params is None:
         return Tracker()
-    check_available(params)
     tracker = TRACKERS[params.backend].target(params)
-    tracker.start(cfg, Path(run_dir), resume)
+    tracker.start(cfg, Path(run_dir), resume, rows)
     return tracker
 
 

@@ -21,7 +21,6 @@ from fedtune.tracking.registry import (
     config_leaves,
     flatten,
     import_backend,
-    metrics_rows,
 )
 
 # the scalars the hparams dashboard shows beside each run's config
@@ -37,10 +36,11 @@ class TensorBoardParams(Section):
 class TensorBoardTracker(Tracker):
     requires = {"tensorboard": "tensorboard"}
 
-    def start(self, cfg, run_dir: Path, resume: bool) -> None:
+    def start(self, cfg, run_dir: Path, resume: bool, rows: list[dict]) -> None:
         board = import_backend("torch.utils.tensorboard", "tensorboard", "tensorboard")
-        rows = metrics_rows(run_dir) if resume else []
+        rows = rows if resume else []
         purge = rows[-1]["round"] if rows else 0
+        self.last_step = 0  # the round of the last row logged (the summary's step)
         log_dir = self.params.log_dir or str(run_dir / "tensorboard")
         self.writer = board.SummaryWriter(log_dir, purge_step=purge if resume else None)
         if purge == 0:
@@ -61,13 +61,12 @@ class TensorBoardTracker(Tracker):
     def log_row(self, row: dict) -> None:
         for key, value in flatten(row).items():
             self.writer.add_scalar(key, value, row["round"])
+        self.last_step = row["round"]
         self.writer.flush()  # a resume relies on every earlier row being on disk
 
     def finish(self, summary: dict, run_dir: Path) -> None:
-        rows = metrics_rows(run_dir)
         text = json.dumps(summary, indent=2)
-        self.writer.add_text("summary", "\n".join("    " + line for line in text.splitlines()),
-                             rows[-1]["round"] if rows else 0)
+        self.writer.add_text("summary", "\n".join("    " + line for line in text.splitlines()), self.last_step)
 
     def close(self, error: BaseException | None = None) -> None:
         if hasattr(self, "writer"):
