@@ -29,7 +29,7 @@ from fedtune.eval.registry import METRICS, Metric
 from fedtune.models.device import model_device
 from fedtune.models.logprobs import collate, response_logps
 from fedtune.schema import ConfigError, Section
-from fedtune.synth.generation import GENERATORS, build_generator
+from fedtune.synth.generation import GENERATORS
 
 
 def candidate_secrets(canary: Canary, cfg: CanaryConfig, seed: int) -> list[str]:
@@ -92,9 +92,6 @@ class CanaryExposure(Metric):
 
     def _extracted(self, evaluator, canaries: list[Canary]) -> list[bool]:
         """Whether greedy decoding from each canary's prompt (with the training system prompt) emits its secret."""
-        cfg = evaluator.cfg
-        params = GENERATORS.config("local", max_new_tokens=cfg.data.canaries.digits + 8)
-        generator = build_generator(params, evaluator.ws.model, evaluator.ws.tokenizer)
-        system = [{"role": "system", "content": cfg.data.system_prompt}] if cfg.data.system_prompt else []
-        answers = generator.generate([system + [{"role": "user", "content": c.prompt}] for c in canaries])
+        params = GENERATORS.config("local", max_new_tokens=evaluator.cfg.data.canaries.digits + 8)
+        answers = evaluator.generator(params).generate([evaluator.conversation(c.prompt) for c in canaries])
         return [c.secret in a for c, a in zip(canaries, answers)]

@@ -56,8 +56,7 @@ class Evaluator:
         if len(set(labels)) < len(labels):
             raise ValueError(f"eval.tasks: two tasks share a label ({', '.join(labels)}); give one a name")
         self.items_dir = items_dir
-        self._generator = None
-        self._generators: dict[str, object] = {}  # the tasks' generators, by their parameters
+        self._generators: dict[str, object] = {}  # the generation backends on this model, by their parameters
         self.harness_models: dict[int, object] = {}  # lm-eval's views of the model, by batch size
         self._answers: tuple[list[str], list[str]] | None = None  # this evaluation's safety answers
         self.seconds_generating = 0.0  # spent generating them
@@ -80,18 +79,16 @@ class Evaluator:
         if self._answers is None:
             safety = self.cfg.eval.safety
             prompts = self.safety_prompts
-            if self._generator is None:
-                self._generator = build_generator(safety.generation, self.ws.model, self.ws.tokenizer)
-            system = [{"role": "system", "content": self.cfg.data.system_prompt}] if self.cfg.data.system_prompt else []
-            before = self._generator.seconds
-            answers = self._generator.generate([system + [{"role": "user", "content": q}] for q in prompts])
-            self.seconds_generating = self._generator.seconds - before
+            generator = self.generator(safety.generation)
+            before = generator.seconds
+            answers = generator.generate([self.conversation(q) for q in prompts])
+            self.seconds_generating = generator.seconds - before
             self._answers = (prompts, answers)
         return self._answers
 
     def generator(self, params):
-        """A generation backend for a task (``params``: its ``generation`` section) on the
-        evaluated model, built once per distinct parameters."""
+        """A generation backend on the evaluated model for a metric or task (``params``: its
+        ``generation`` section), built once per distinct parameters."""
         key = json.dumps(params.model_dump(mode="json"), sort_keys=True)
         if key not in self._generators:
             self._generators[key] = build_generator(params, self.ws.model, self.ws.tokenizer)

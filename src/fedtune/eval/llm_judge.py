@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fedtune.eval.registry import METRICS, Metric
 from fedtune.schema import ConfigError, Section
-from fedtune.synth.generation import GENERATORS, build_generator
+from fedtune.synth.generation import GENERATORS
 
 BUILT_IN_PROMPT = Path(__file__).parent / "prompts" / "llm_judge.txt"
 VERDICT = re.compile(r"\b(unsafe|safe)\b", re.IGNORECASE)
@@ -46,17 +46,14 @@ class LLMJudge(Metric):
         for field in ("{question}", "{answer}"):
             if field not in self.template:
                 raise ConfigError(f"llm_judge.prompt: {path} has no {field} placeholder")
-        self._judge = None
 
     def on_global(self, evaluator, adapter):
         prompts, answers = evaluator.safety_answers()
         if not prompts:
             return {}
-        if self._judge is None:
-            self._judge = build_generator(self.params.generation, evaluator.ws.model, evaluator.ws.tokenizer)
         asks = [[{"role": "user", "content": self.template.replace("{question}", q).replace("{answer}", a)}]
                 for q, a in zip(prompts, answers)]
-        verdicts = [verdict(t) for t in self._judge.generate(asks, use_adapter=False)]
+        verdicts = [verdict(t) for t in evaluator.generator(self.params.generation).generate(asks, use_adapter=False)]
         parsed = [v for v in verdicts if v is not None]
         return {"llm_judge_safe_rate": sum(parsed) / len(parsed) if parsed else None,
                 "llm_judge_unparsed": len(verdicts) - len(parsed)}
