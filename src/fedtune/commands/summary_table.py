@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from fedtune.report.units import with_unit
+
 
 def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
@@ -56,21 +58,11 @@ def print_eval(console: Console, result: dict) -> None:
 
 
 def print_tasks(console: Console, tasks: dict[str, dict]) -> None:
-    """One row per evaluation task: its figures (rates as %, counts as they are)."""
+    """One row per evaluation task: its figures with their units (as the report shows them)."""
     table = Table(title="evaluation tasks")
     for col in ("task", "n", "figures"):
         table.add_column(col)
     for label, figures in tasks.items():
-        shown = ", ".join(f"{k} {_figure(k, v)}" for k, v in figures.items() if k != "n" and v is not None)
+        shown = ", ".join(f"{k} {with_unit(k, v)}" for k, v in figures.items() if k != "n" and v is not None)
         table.add_row(label, str(figures.get("n", "")), shown)
     console.print(table)
-
-
-def _figure(key: str, value) -> str:
-    """A task figure for the eye: shares as %, other numbers to 4 significant digits."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    share = any(w in key for w in ("acc", "rate", "exact_match", "rouge", "chance"))
-    return f"{100 * value:.1f}%" if share and 0 <= value <= 1 else f"{value:.4g}"

@@ -45,15 +45,14 @@ def _cumulative_mb(rows: list[dict]) -> list[tuple[int, float]]:
     return out
 
 
-def _task_figures(rows_by_run: dict[str, list[dict]]) -> list[tuple[str, str]]:
-    """(task label, figure) pairs that some run evaluated, in first-seen order."""
+def _task_figures(evals) -> list[tuple[str, str]]:
+    """(task label, figure) pairs with a number in some of ``evals`` (eval dicts), first-seen order."""
     seen: dict[tuple[str, str], None] = {}
-    for rows in rows_by_run.values():
-        for r in rows:
-            for label, figures in r.get("eval", {}).get("tasks", {}).items():
-                for key, v in figures.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("n", "seconds"):
-                        seen[(label, key)] = None
+    for ev in evals:
+        for label, figures in (ev.get("tasks") or {}).items():
+            for key, v in figures.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in ("n", "seconds"):
+                    seen[(label, key)] = None
     return list(seen)
 
 
@@ -76,7 +75,7 @@ def curves(rows_by_run: dict[str, list[dict]]) -> list[str]:
         out.append(img(plots.run_curves(series, ylabel, ylabel[0].upper() + ylabel[1:]), alt))
     out.append(img(plots.run_curves({k: _cumulative_mb(v) for k, v in rows_by_run.items()}, "MB sent (cumulative)",
                                     "Communication"), "MB sent per round"))
-    for label, key in _task_figures(rows_by_run):
+    for label, key in _task_figures(r["eval"] for rows in rows_by_run.values() for r in rows if "eval" in r):
         pick = lambda r, label=label, key=key: r["eval"]["tasks"][label][key]  # noqa: E731
         series = {run: _series(rows, pick) for run, rows in rows_by_run.items()}
         out.append(img(plots.run_curves(series, f"{label} {key}", f"Task {label}: {key}"), f"{label} {key}"))
@@ -97,18 +96,14 @@ def _gains(finals: dict[str, dict], summaries: dict[str, dict]) -> str:
     local = next((k for k, s in summaries.items() if s.get("algorithm") == "local" and finals[k].get("clients")), None)
     if local is None:
         return ""
-    rows = []
-    for label, final in finals.items():
-        if label == local or not final.get("clients"):
-            continue
-        gain = gain_over_local(final["clients"], finals[local]["clients"])
-        if gain:
-            rows.append([label, *(f"{100 * g:+.1f}" for g in gain["per_client"].values()), f"{100 * gain['mean']:+.1f}",
-                         gain["clients_worse_off"]])
-    if not rows:
+    gains = {label: gain_over_local(final["clients"], finals[local]["clients"]) for label, final in finals.items()
+             if label != local and final.get("clients")}
+    gains = {label: g for label, g in gains.items() if g}
+    if not gains:
         return ""
-    clients = list(gain_over_local(next(f["clients"] for k, f in finals.items() if k != local and f.get("clients")),
-                                   finals[local]["clients"])["per_client"])
+    clients = list(next(iter(gains.values()))["per_client"])
+    rows = [[label, *(f"{100 * v:+.1f}" for v in g["per_client"].values()), f"{100 * g['mean']:+.1f}",
+             g["clients_worse_off"]] for label, g in gains.items()]
     return (f"<h2>Gain over local-only ({html.escape(local)})</h2><p>Exact match points on each client's own test "
             "split: the federated model minus the client's own local-only adapter.</p>"
             + table(["run", *(f"client {c}" for c in clients), "mean", "clients worse off"], rows))
@@ -124,9 +119,7 @@ def write_comparison(out_path: str | Path, runs: dict[str, Path], title: str,
     labels = list(finals)
     em = [100 * ((finals[k].get("global") or {}).get("exact_match") or 0.0) for k in labels]
     summary_rows = [_final_row(k, summaries.get(k, {}), finals[k]) for k in labels]
-    task_keys = sorted({(t, f) for final in finals.values() for t, figs in (final.get("tasks") or {}).items()
-                        for f, v in figs.items() if f not in ("n", "seconds") and isinstance(v, (int, float))
-                        and not isinstance(v, bool)})
+    task_keys = _task_figures(finals.values())
     task_table = table(["task", "figure", *labels], [
         [t, f, *(with_unit(f, ((finals[k].get("tasks") or {}).get(t) or {}).get(f)) for k in labels)]
         for t, f in task_keys]) if task_keys else ""
