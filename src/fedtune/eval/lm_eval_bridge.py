@@ -35,6 +35,7 @@ EXTRA = "pip install 'fedtune[eval]'  (lm-eval 0.4.13)"
 
 @contextlib.contextmanager
 def _offline(on: bool):
+    """Hugging Face offline for the call (``on``), the environment as it was afterwards."""
     saved = {k: os.environ.get(k) for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")}
     if on:
         os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
@@ -42,7 +43,10 @@ def _offline(on: bool):
         yield
     finally:
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def harness_model(evaluator, batch_size: int):
