@@ -24,6 +24,7 @@ from fedtune.client.objectives import OBJECTIVES
 from fedtune.client.train_config import TrainConfig
 from fedtune.compression import CommunicationConfig
 from fedtune.data.config import DataConfig
+from fedtune.decentralized import TopologyConfig
 from fedtune.defenses.config import DefenseConfig
 from fedtune.eval.config import EvalConfig
 from fedtune.models.config import ModelConfig
@@ -79,6 +80,10 @@ class RunConfig(Section):
     # The FL algorithm and its own parameters, e.g. {name: fedprox, mu: 0.01} (`fedtune ls algorithms`).
     algorithm: ALGORITHMS.choice(default="fedavg") = "fedavg"
     aggregation: AggregationConfig = AggregationConfig()
+    # No server: {mode: decentralized, graph: complete | ring | random(k) | learned, alpha: 0.8,
+    # gossip_steps: 1}: each client keeps its own adapter and mixes it with its neighbours'
+    # (docs/decentralized.md); mode: server (default) aggregates on a server.
+    topology: TopologyConfig = TopologyConfig()
     # Simulated attackers, e.g. {method: alie, clients: 0.2} (`fedtune ls attacks`); null = none.
     attack: ATTACKS.choice(optional=True) = None
     train: TrainConfig = TrainConfig()
@@ -267,6 +272,7 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     _check_secure_aggregation(cfg, source)
     _check_compression(cfg, source)
     _check_selective(cfg, source)
+    _check_topology(cfg, source)
     _check_offsite(cfg, source)
     _check_server_synthesis(cfg, source)
 
@@ -304,6 +310,22 @@ def _check_server_synthesis(cfg: RunConfig, source: str) -> None:
     if cfg.synth.examples is None and cfg.data.source is not None:
         raise ConfigError(f"{key}: set synth.examples, the file of demonstrations the server holds (SFT records); "
                           "the clients' records are not the server's to show")
+
+
+def _check_topology(cfg: RunConfig, source: str) -> None:
+    """Decentralized rounds have no server: nothing that runs on one can be asked for."""
+    if cfg.topology.mode != "decentralized":
+        return
+    key = f"{source}: 'topology'"
+    server_side = {"algorithm.name": cfg.algorithm.name != "fedavg",
+                   "privacy.client_level": cfg.privacy.client_level is not None,
+                   "privacy.secure_aggregation": cfg.privacy.secure_aggregation is not None,
+                   "defense.posthoc": cfg.defense.posthoc is not None,
+                   "attack": cfg.attack is not None, "selective": cfg.selective is not None,
+                   "offsite": cfg.offsite is not None}
+    for name, set_ in server_side.items():
+        if set_:
+            raise ConfigError(f"{key}: mode decentralized has no server; {name} needs one (drop it, or use mode: server)")
 
 
 def _check_selective(cfg: RunConfig, source: str) -> None:

@@ -97,6 +97,11 @@ class Strategy(ABC):
     ) -> AdapterState:
         """New global adapter from the valid updates (never empty: the engine handles that case)."""
 
+    def mix(self, round: int, start: AdapterState, updates: list[ClientUpdate]) -> dict[int, AdapterState] | None:
+        """For a strategy with ``personal_adapters`` whose clients share with each other (gossip):
+        each client's adapter after sharing, by client id; None: each keeps what it trained."""
+        return None
+
     def round_report(self) -> dict:
         """What the last ``aggregate`` did, for the round's metrics row (e.g. the aggregation rule
         and the clients it kept); {} when there is nothing to say."""

@@ -16,9 +16,14 @@ ALGORITHMS = Registry("algorithm")
 
 
 def build_strategy(algorithm: Section, num_clients: int, aggregation: AggregationConfig | None = None,
-                   seed: int = 0, privacy=None) -> Strategy:
+                   seed: int = 0, privacy=None, topology=None) -> Strategy:
     """The Strategy for ``algorithm`` (a validated parameter model) over ``num_clients`` clients;
     ``seed`` (the run's) drives randomized aggregation rules; ``privacy`` (a ClientLevelPrivacy)
-    wraps the aggregation seam with client-level DP."""
+    wraps the aggregation seam with client-level DP. A decentralized ``topology`` has no server
+    algorithm: its clients gossip (``fedtune.decentralized``)."""
+    if topology is not None and topology.mode == "decentralized":
+        from fedtune.decentralized.gossip import Gossip
+
+        return Gossip(topology, num_clients, seed)
     extra = {"privacy": privacy} if privacy is not None else {}
     return ALGORITHMS[algorithm.name].target(algorithm, aggregation or AggregationConfig(), num_clients, seed, **extra)

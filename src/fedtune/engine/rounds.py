@@ -95,7 +95,7 @@ class RoundLoop:
         self.privacy = client_level_privacy(cfg)
         self.selective = layer_selection(cfg, ws.initial_adapter)  # which layers each client trains, or None
         self.strategy = strategy or build_strategy(cfg.algorithm, cfg.federation.num_clients, cfg.aggregation,
-                                                   seed=cfg.seed, privacy=self.privacy)
+                                                   seed=cfg.seed, privacy=self.privacy, topology=cfg.topology)
         self.stopped: str | None = None  # why the run ended before its last round (the privacy budget)
         self.store = store or ClientStateStore(run_dir.clients)
         reference = ws.dpo_reference(cfg.train)
@@ -212,9 +212,11 @@ class RoundLoop:
                 continue
             if trained is not None:  # the untrained layers are the client's start
                 update.adapter, update.trained = {**start, **update.adapter}, trained
-            if self.strategy.personal_adapters:
-                self.store.put(ins.client_id, PERSONAL, update.adapter)
             updates.append(update)
+        if self.strategy.personal_adapters and updates:  # each client's own adapter, after gossip if any
+            mixed = self.strategy.mix(r, global_adapter, updates) or {}
+            for update in updates:
+                self.store.put(update.client_id, PERSONAL, mixed.get(update.client_id, update.adapter))
         t_train = time.perf_counter() - t0
 
         previous = global_adapter
@@ -243,7 +245,9 @@ class RoundLoop:
             row["drift"] = relative_drift(client_deltas(updates, previous),
                                           client_weights(updates, cfg.aggregation.weighting))
         if updates and (report := self.strategy.round_report()):
-            row["aggregation"] = report  # e.g. the rule that ran and the clients it kept
+            row["aggregation"] = report  # e.g. the rule that ran and the clients it kept; gossip's graph
+            row["bytes_up"] += report.get("bytes", 0)  # adapters sent between clients (each one up and down)
+            row["bytes_down"] += report.get("bytes", 0)
         if replies.attackers:  # measurable harm: how far the round moved from the benign clients' mean
             benign = [u for u in updates if u.client_id not in replies.attackers]
             row["attack"] = {"clients": replies.attackers,

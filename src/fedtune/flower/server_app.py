@@ -53,6 +53,8 @@ class LogProgress(Progress):
 def check_supported(cfg: RunConfig) -> None:
     """Refuse what the Flower engine cannot run, with the reason: a strategy that declares it
     needs every client in one process (pooled data or personal adapters: the baselines)."""
+    if cfg.topology.mode == "decentralized":  # the relay ServerApp is not built yet (issue 21)
+        raise ConfigError("topology.mode=decentralized runs on the embedded engine (`fedtune run`) only, for now")
     strategy = ALGORITHMS[cfg.algorithm.name].target
     if strategy.pools_data or strategy.personal_adapters:
         raise ConfigError(f"algorithm.name={cfg.algorithm.name}: this baseline needs all data or per-client adapters "
