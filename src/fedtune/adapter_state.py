@@ -8,12 +8,12 @@ the CPU, whatever device the model trains on: a checkpoint written on a GPU resu
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from fedtune.atomic_write import atomic_path
 
 AdapterState = dict[str, torch.Tensor]
 
@@ -58,16 +58,8 @@ def num_bytes(state: Mapping[str, torch.Tensor]) -> int:
 
 def save(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Write safetensors atomically: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp))
 
 
 def load(path: str | os.PathLike) -> AdapterState:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fedtune.atomic_write import write_text_atomic
 from fedtune.data.canaries import plant_canaries
 from fedtune.data.federated import ClientData, FederatedData
 from fedtune.data.formats import (
@@ -220,13 +221,10 @@ def cache_key(cfg: RunConfig, kind: str, context) -> str:
 
 
 def _save(data: FederatedData, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({
+    write_text_atomic(path, json.dumps({
         "kind": data.kind, "global_test": data.global_test, "report": data.report,
         "clients": [{"id": c.client_id, "name": c.name, "train": c.train, "test": c.test} for c in data.clients],
-    }), encoding="utf-8")
-    tmp.replace(path)
+    }))
 
 
 def _load(path: Path) -> FederatedData:

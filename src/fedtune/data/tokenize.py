@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedtune.atomic_write import atomic_path
 from fedtune.models.logprobs import IGNORE
 
 
@@ -169,12 +170,10 @@ def save_tokenized(ts: TokenizedSet, path: Path) -> None:
     lengths = torch.tensor(ts.lengths(), dtype=torch.int64)
     flat_ids = torch.tensor([t for x in ts.input_ids for t in x], dtype=torch.int64)
     flat_labels = torch.tensor([t for x in ts.labels for t in x], dtype=torch.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"lengths": lengths, "ids": flat_ids, "labels": flat_labels,
-               "dropped": torch.tensor(ts.dropped, dtype=torch.int64),
-               "truncated": torch.tensor(ts.truncated)}, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({"lengths": lengths, "ids": flat_ids, "labels": flat_labels,
+                   "dropped": torch.tensor(ts.dropped, dtype=torch.int64),
+                   "truncated": torch.tensor(ts.truncated)}, str(tmp))
 
 
 def load_tokenized(path: Path) -> TokenizedSet:

@@ -15,14 +15,9 @@ import torch
 
 from fedtune import adapter_state
 from fedtune.adapter_state import AdapterState
+from fedtune.atomic_write import write_text_atomic
 from fedtune.config import RunConfig, dump_config
 from fedtune.tracking import check_available
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class RunDir:
@@ -38,7 +33,7 @@ class RunDir:
             raise FileExistsError(f"{self.path}: run directory exists; pass --resume to continue it or choose --output")
         check_available(cfg.tracking)  # a missing backend package is named before anything is written
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path / "config.yaml", dump_config(cfg))
+        write_text_atomic(self.path / "config.yaml", dump_config(cfg))
 
     # ------------------------------------------------------------------ metrics
 
@@ -57,7 +52,7 @@ class RunDir:
         rows = [r for r in self.read_metrics() if r["round"] <= last_round]
         if restore is not None and not any(r["round"] == last_round for r in rows):
             rows.append(restore)
-        _atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     # --------------------------------------------------------------- checkpoints
 
@@ -73,7 +68,7 @@ class RunDir:
         (tmp / "meta.json").write_text(json.dumps({"round": round, **extra}))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _atomic_write(self.checkpoints / "LATEST", final.name)
+        write_text_atomic(self.checkpoints / "LATEST", final.name)
         for old in self.checkpoints.glob("round_*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -109,5 +104,5 @@ class RunDir:
     # --------------------------------------------------------------- summary
 
     def write_json(self, name: str, data: dict) -> None:
-        _atomic_write(self.path / name, json.dumps(data, indent=2))
+        write_text_atomic(self.path / name, json.dumps(data, indent=2))
 

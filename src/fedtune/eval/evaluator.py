@@ -88,7 +88,10 @@ class Evaluator:
 
     def generator(self, params):
         """A generation backend on the evaluated model for a metric or task (``params``: its
-        ``generation`` section), built once per distinct parameters."""
+        ``generation`` section), built once per distinct parameters. A local backend's
+        ``bf16: auto`` follows ``train.bf16``: the model generates in the precision it trains in."""
+        if getattr(params, "bf16", None) == "auto":
+            params = params.model_copy(update={"bf16": self.cfg.train.bf16})
         key = json.dumps(params.model_dump(mode="json"), sort_keys=True)
         if key not in self._generators:
             self._generators[key] = build_generator(params, self.ws.model, self.ws.tokenizer)

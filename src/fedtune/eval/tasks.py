@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from fedtune.atomic_write import write_text_atomic
 from fedtune.data.sources import DataError, Table, read_source
 from fedtune.schema import Registry, Section
 
@@ -118,7 +119,4 @@ class ItemLog:
     def write(self, items: list[dict]) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
-        tmp.replace(self.path)
+        write_text_atomic(self.path, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
