@@ -91,10 +91,15 @@ def test_gossip_run_mixes_personal_adapters_and_resumes_exactly(tmp_path, loaded
         graph = torch.tensor(row["aggregation"]["graph"]["weights"], dtype=torch.float64)
         assert graph.shape == (3, 3) and torch.allclose(graph.sum(1), torch.ones(3, dtype=torch.float64), atol=1e-5)
         assert graph.min() >= 0 and row["bytes_up"] > 0
-    assert set(summary["final"]["clients"]) == {"0", "1", "2"}
+    assert set(summary["final"]["clients"]) == set(summary["final"]["clients_on_global"]) == {"0", "1", "2"}
+    assert summary["final"]["clients_on_global"]["0"] != summary["final"]["clients_on_global"]["1"]
     adapters = [ops.load(cfg.run_dir() / "adapters" / f"client_{c}" / "adapter_model.safetensors") for c in range(3)]
     assert not torch.equal(next(iter(adapters[0].values())), next(iter(adapters[1].values())))  # personal, not one model
     assert store.exists()
+    from fedtune.report.html import write_report
+    page = write_report(cfg.run_dir()).read_text()
+    assert "Collaboration graph" in page and 'alt="collaboration graph per round"' in page
+    assert "own adapter on the global test set" in page
 
     cut = run_config(tmp_path, "cut", **extra)
     interrupt_in_round(cut, loaded, stop_round=1)
@@ -103,3 +108,18 @@ def test_gossip_run_mixes_personal_adapters_and_resumes_exactly(tmp_path, loaded
     for c in range(3):
         resumed = ops.load(cut.run_dir() / "adapters" / f"client_{c}" / "adapter_model.safetensors")
         assert all(torch.equal(resumed[k], adapters[c][k]) for k in adapters[c])
+
+
+def test_who_learned_from_whom_averages_the_rounds_graphs():
+    """Hand case: client 0 takes 0.6 from client 2 in round 1 and 0.2 in round 2 → mean 0.4."""
+    from fedtune.report.collaboration import graphs_of, learned_from
+
+    rows = [{"round": 1, "aggregation": {"graph": {"clients": [0, 1, 2], "kind": "learned",
+                                                   "weights": [[0.4, 0, 0.6], [0, 1, 0], [0.5, 0.5, 0]]}}},
+            {"round": 2, "aggregation": {"graph": {"clients": [0, 1, 2], "kind": "learned",
+                                                   "weights": [[0.6, 0.2, 0.2], [0, 1, 0], [0, 0, 1]]}}},
+            {"round": 3}]
+    graphs = graphs_of(rows)
+    assert [r for r, _ in graphs] == [1, 2]
+    assert learned_from(graphs) == [[0, "0.50", "2 (0.40), 1 (0.10)"], [1, "1.00", "none"],
+                                    [2, "0.50", "0 (0.25), 1 (0.25)"]]

@@ -126,8 +126,9 @@ class Evaluator:
         return out
 
     def evaluate_personal(self, adapters: dict[int, AdapterState]) -> dict:
-        """Each client's own adapter on the global test set (and on its own split); the global
-        figures are the mean over clients."""
+        """Each client's own adapter on the global test set (and, with ``eval.per_client``, on its
+        own split: ``clients`` is the own split, ``clients_on_global`` the global test, with the
+        spread across clients); the global figures are the mean over clients."""
         per_client = {}
         for c, adapter in adapters.items():
             set_adapter(self.ws.model, adapter)
@@ -135,8 +136,13 @@ class Evaluator:
             if self.cfg.eval.per_client and len(self.ws.test_tokens[c]):
                 entry["own"] = self._client(c)
             per_client[str(c)] = entry
-        return {"global": mean_of([v["global"] for v in per_client.values()]),
-                "clients": {c: v.get("own", v["global"]) for c, v in per_client.items()}}
+        out = {"global": mean_of([v["global"] for v in per_client.values()]),
+               "clients": {c: v.get("own", v["global"]) for c, v in per_client.items()}}
+        if self.cfg.eval.per_client:  # both views of each client's adapter: its own split and the global test
+            out["clients_on_global"] = {c: v["global"] for c, v in per_client.items()}
+            if len(out["clients"]) > 1:
+                out["fairness"] = fairness(out["clients"])
+        return out
 
     def _global(self, adapter: AdapterState) -> dict:
         self._answers = None  # a new adapter is in place: its answers are generated afresh

@@ -11,6 +11,7 @@ from fedtune.client.state_store import ClientStateStore
 from fedtune.data.federated import step_totals
 from fedtune.quality.feddqc import SCORES
 from fedtune.report import plots
+from fedtune.report.collaboration import collaboration_section
 from fedtune.report.units import CSS, img, read_rows, table, with_unit
 
 
@@ -65,6 +66,12 @@ def _final_section(final: dict | None, names: dict[str, str]) -> str:
     sets = [("global test", glob), *((names.get(c, f"client {c}"), m) for c, m in clients.items())]
     out = "<h2>Final evaluation</h2>" + table(["metric", *(name for name, _ in sets)],
                                              [[k, *(with_unit(k, m.get(k)) for _, m in sets)] for k in keys])
+    if final.get("clients_on_global"):  # personal adapters: each client's own adapter on the global test too
+        on_global = final["clients_on_global"]
+        out += "<h3>Each client's own adapter on the global test set</h3>" + table(
+            ["metric", *(names.get(c, f"client {c}") for c in on_global)],
+            [[k, *(with_unit(k, m.get(k)) for m in on_global.values())]
+             for k in dict.fromkeys(k for m in on_global.values() for k in _numbers(m))])
     if final.get("fairness"):
         out += "<h3>Across clients</h3>" + table(
             ["metric", "mean", "worst", "worst client", "best", "best client", "spread", "std"],
@@ -129,6 +136,7 @@ def write_report(run_dir: str | Path) -> Path:
 <h2>Summary</h2>{table(["metric", "value"], _summary_rows(summary))}
 <h2>Per round</h2><div class="grid">{''.join(f for f in figures if f)}</div>
 {table(["round", "clients", "train loss", "exact match", "test loss", "rejected", "sent", "time"], per_round)}
+{collaboration_section(rows)}
 {_final_section(summary.get("final") or next((r["eval"] for r in reversed(rows) if "eval" in r), None), names)}
 {_data_section(summary.get("data") or {})}
 <h2>Configuration</h2><details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>

@@ -19,9 +19,11 @@ def _rounds(points) -> int:
     return len({x for x, *_ in points})
 
 
-def _png(fig) -> bytes:
+def png_of(fig, tight: bool = True) -> bytes:
+    """``fig`` as PNG bytes (closed afterwards); ``tight=False`` for figures with a shared colour bar."""
     buf = io.BytesIO()
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
@@ -39,7 +41,7 @@ def train_loss(rows: list[dict]) -> bytes | None:
     ax.plot(*zip(*means), marker="o", color="C1", label="mean")
     ax.set(xlabel="round", ylabel="train loss", title="Local training loss")
     ax.legend()
-    return _png(fig)
+    return png_of(fig)
 
 
 def eval_metric(rows: list[dict], metric: str, title: str) -> bytes | None:
@@ -58,7 +60,7 @@ def eval_metric(rows: list[dict], metric: str, title: str) -> bytes | None:
     ax.set(xlabel="round", ylabel=metric.replace("_", " "), title=title)
     if len(clients) <= 10:
         ax.legend(fontsize=7)
-    return _png(fig)
+    return png_of(fig)
 
 
 def safety(rows: list[dict]) -> bytes | None:
@@ -79,7 +81,7 @@ def safety(rows: list[dict]) -> bytes | None:
             ax.axvline(r["round"], ls="--", lw=1, color="grey")
     ax.set(xlabel="round (dashed: post-hoc defense ran)", ylabel="share", ylim=(-0.02, 1.02), title="Safety and helpfulness")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_of(fig)
 
 
 def communication(rows: list[dict]) -> bytes | None:
@@ -98,7 +100,7 @@ def communication(rows: list[dict]) -> bytes | None:
     ax.plot(rounds, down, marker=".", label="downloaded (server → clients)")
     ax.set(xlabel="round", ylabel="cumulative MB", title="Communication")
     ax.legend()
-    return _png(fig)
+    return png_of(fig)
 
 
 def extra_train_metrics(rows: list[dict]) -> dict[str, bytes]:
@@ -114,7 +116,7 @@ def extra_train_metrics(rows: list[dict]) -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         ax.scatter(*zip(*pts), s=10)
         ax.set(xlabel="round", ylabel=name, title=f"Client {name.replace('_', ' ')}")
-        out[name] = _png(fig)
+        out[name] = png_of(fig)
     return out
 
 
@@ -133,7 +135,7 @@ def attack_harm(rows: list[dict]) -> bytes | None:
             ax.annotate(rules[rnd], (rnd, a["distance_from_benign_mean"]), fontsize=7, rotation=30)
     ax.set(xlabel="round", ylabel="L2 distance", title=f"Harm of the attack (attackers {pts[0][1]['clients']})")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_of(fig)
 
 
 def privacy(rows: list[dict]) -> bytes | None:
@@ -149,7 +151,7 @@ def privacy(rows: list[dict]) -> bytes | None:
         ax.scatter(*zip(*sample), s=12, color="tab:orange", label="sample level (DP-SGD), per client")
     ax.set(xlabel="round", ylabel="ε", title="Privacy spent (ε at the run's δ)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_of(fig)
 
 
 def quality_scores(scores: dict[str, list[float]]) -> bytes | None:
@@ -163,7 +165,7 @@ def quality_scores(scores: dict[str, list[float]]) -> bytes | None:
         ax.hist(values, bins=20, histtype="step", color=f"C{i}", label=f"client {client}")
     ax.set(xlabel="score (higher: kept first)", ylabel="examples", title="Data-quality scores per client")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_of(fig)
 
 
 def quality_noisy_vs_clean(scores: dict[str, list[float]], noisy: dict[str, list[int]]) -> bytes | None:
@@ -185,7 +187,7 @@ def quality_noisy_vs_clean(scores: dict[str, list[float]], noisy: dict[str, list
     ax.set(xlabel="score (higher: kept first)", ylabel="examples",
            title="Quality scores: corrupted vs clean examples (noisy clients)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_of(fig)
 
 
 def selected_layers(rows: list[dict]) -> bytes | None:
@@ -201,7 +203,7 @@ def selected_layers(rows: list[dict]) -> bytes | None:
     ax.set_yticks(range(len(layers)), [str(l) for l in layers], fontsize=6)
     ax.set(xlabel="round", ylabel="layer", title="Clients training each layer (selective layers)")
     fig.colorbar(image, ax=ax, label="clients")
-    return _png(fig)
+    return png_of(fig)
 
 
 def run_curves(series: dict[str, list[tuple[int, float]]], ylabel: str, title: str) -> bytes | None:
@@ -217,7 +219,7 @@ def run_curves(series: dict[str, list[tuple[int, float]]], ylabel: str, title: s
     ax.set(xlabel="round", ylabel=ylabel, title=title)
     if len(series) <= 20:
         ax.legend(fontsize=6, ncol=2)
-    return _png(fig)
+    return png_of(fig)
 
 
 def bytes_tradeoff(points: dict[str, tuple[float, float]], title: str) -> bytes | None:
@@ -230,7 +232,7 @@ def bytes_tradeoff(points: dict[str, tuple[float, float]], title: str) -> bytes 
         ax.scatter([mb], [em], color=f"C{i % 10}")
         ax.annotate(label, (mb, em), fontsize=7, rotation=20)
     ax.set(xscale="log", xlabel="MB sent over the run (log)", ylabel="exact match %", title=title)
-    return _png(fig)
+    return png_of(fig)
 
 
 def comparison_bar(labels: list[str], values: list[float], title: str, ylabel: str = "exact match %") -> bytes:
@@ -238,4 +240,4 @@ def comparison_bar(labels: list[str], values: list[float], title: str, ylabel: s
     bars = ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
     ax.bar_label(bars, fmt="%.1f")
     ax.set(ylabel=ylabel, title=title)
-    return _png(fig)
+    return png_of(fig)
