@@ -56,22 +56,23 @@ def _numbers(figures: dict) -> dict:
     return {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _metrics_table(sets: list[tuple[str, dict]]) -> str:
+    """One column per named set of figures, one row per numeric metric any of them has (with units)."""
+    keys = dict.fromkeys(k for _, m in sets for k in _numbers(m))
+    return table(["metric", *(name for name, _ in sets)], [[k, *(with_unit(k, m.get(k)) for _, m in sets)] for k in keys])
+
+
 def _final_section(final: dict | None, names: dict[str, str]) -> str:
     """The last evaluation in full: every numeric metric on the global test set and on each
     client's own split, the spread across clients, and each task's figures (with units)."""
     if not final:
         return ""
-    glob, clients = final.get("global") or {}, final.get("clients") or {}
-    keys = list(dict.fromkeys([*_numbers(glob), *(k for m in clients.values() for k in _numbers(m))]))
-    sets = [("global test", glob), *((names.get(c, f"client {c}"), m) for c, m in clients.items())]
-    out = "<h2>Final evaluation</h2>" + table(["metric", *(name for name, _ in sets)],
-                                             [[k, *(with_unit(k, m.get(k)) for _, m in sets)] for k in keys])
+    clients = final.get("clients") or {}
+    out = "<h2>Final evaluation</h2>" + _metrics_table(
+        [("global test", final.get("global") or {}), *((names.get(c, f"client {c}"), m) for c, m in clients.items())])
     if final.get("clients_on_global"):  # personal adapters: each client's own adapter on the global test too
-        on_global = final["clients_on_global"]
-        out += "<h3>Each client's own adapter on the global test set</h3>" + table(
-            ["metric", *(names.get(c, f"client {c}") for c in on_global)],
-            [[k, *(with_unit(k, m.get(k)) for m in on_global.values())]
-             for k in dict.fromkeys(k for m in on_global.values() for k in _numbers(m))])
+        out += "<h3>Each client's own adapter on the global test set</h3>" + _metrics_table(
+            [(names.get(c, f"client {c}"), m) for c, m in final["clients_on_global"].items()])
     if final.get("fairness"):
         out += "<h3>Across clients</h3>" + table(
             ["metric", "mean", "worst", "worst client", "best", "best client", "spread", "std"],
