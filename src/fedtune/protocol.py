@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -97,9 +98,12 @@ class Strategy(ABC):
     ) -> AdapterState:
         """New global adapter from the valid updates (never empty: the engine handles that case)."""
 
-    def mix(self, round: int, start: AdapterState, updates: list[ClientUpdate]) -> dict[int, AdapterState] | None:
+    def mix(self, round: int, start: AdapterState, updates: list[ClientUpdate],
+            run: Callable[[list], list] | None = None) -> dict[int, AdapterState] | None:
         """For a strategy with ``personal_adapters`` whose clients share with each other (gossip):
-        each client's adapter after sharing, by client id; None: each keeps what it trained."""
+        each client's adapter after sharing, by client id; None: each keeps what it trained.
+        ``run`` executes the clients' own parts of the sharing where the clients live (the
+        engine's ``run_mix_jobs``; None: in this process)."""
         return None
 
     def round_report(self) -> dict:

@@ -39,9 +39,14 @@ def dissimilarity(deltas: torch.Tensor) -> torch.Tensor:
     return torch.where(d < -0.9, torch.full_like(d, -1.0), d)
 
 
-def learned_rows(deltas: torch.Tensor, sizes: list[int], alpha: float) -> torch.Tensor:
-    """The graph: row i = the simplex projection of p − d_i/(2α), p = data-size weights."""
+def learned_row(i: int, deltas: torch.Tensor, sizes: list[int], alpha: float) -> torch.Tensor:
+    """Client i's row: the simplex projection of p − d_i/(2α), p = data-size weights. What one
+    node computes from its neighbours' updates (the rows need no coordinator)."""
     p = torch.tensor(sizes, dtype=torch.float64)
     p = p / p.sum()
-    d = dissimilarity(deltas)
-    return torch.stack([project_to_simplex(p - d[i] / (2 * alpha)) for i in range(len(sizes))])
+    return project_to_simplex(p - dissimilarity(deltas)[i] / (2 * alpha))
+
+
+def learned_rows(deltas: torch.Tensor, sizes: list[int], alpha: float) -> torch.Tensor:
+    """The whole graph: every client's ``learned_row``."""
+    return torch.stack([learned_row(i, deltas, sizes, alpha) for i in range(len(sizes))])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from fedtune import adapter_state as ops
@@ -214,7 +215,8 @@ class RoundLoop:
                 update.adapter, update.trained = {**start, **update.adapter}, trained
             updates.append(update)
         if self.strategy.personal_adapters and updates:  # each client's own adapter, after gossip if any
-            mixed = self.strategy.mix(r, global_adapter, updates) or {}
+            remote = getattr(self.executor, "run_mix_jobs", None)  # where the clients mix (their nodes)
+            mixed = self.strategy.mix(r, global_adapter, updates, partial(remote, r) if remote else None) or {}
             for update in updates:
                 self.store.put(update.client_id, PERSONAL, mixed.get(update.client_id, update.adapter))
         t_train = time.perf_counter() - t0

@@ -3,7 +3,8 @@
 ``train`` messages carry the global adapter (ArrayRecord) and the instruction (ConfigRecord);
 the reply carries the trained adapter and extra tensors (ArrayRecords), the example count
 (ConfigRecord) and the training metrics (MetricRecord). ``query.describe`` tells the server
-which client of the federation this node is. Under secure aggregation the same ``train``
+which client of the federation this node is; ``query.mix`` is one gossip step of a
+decentralized run (the node mixes its neighbours' adapters). Under secure aggregation the same ``train``
 handler answers Flower's SecAgg+ stages (see ``secure_node``). No FL logic lives here.
 Training runs in this process, or in the site's resident trainer when the node config names one.
 """
@@ -17,10 +18,17 @@ from flwr.clientapp import ClientApp
 
 from fedtune.attacks import ATTACKS, attacker_ids
 from fedtune.attacks.simulation import on_node
+from fedtune.decentralized.gossip import mix_on_node
 from fedtune.flower import faults
 from fedtune.flower.node_config import NodeSettings
 from fedtune.flower.secure_node import is_secure, secure_stages, train_secure
-from fedtune.flower.wire import TrainJob, decode_instruction, encode_update
+from fedtune.flower.wire import (
+    TrainJob,
+    decode_instruction,
+    decode_mix_job,
+    encode_mixed,
+    encode_update,
+)
 from fedtune.protocol import ClientUpdate
 
 logging.getLogger("fedtune").setLevel(logging.INFO)
@@ -33,6 +41,13 @@ def describe(msg: Message, context: Context) -> Message:
     info = {"client-id": node.client_id, "num-partitions": int(context.node_config.get("num-partitions", 0)),
             "data-file": str(node.data_file or "")}
     return Message(RecordDict({"node": ConfigRecord(info)}), reply_to=msg)
+
+
+@app.query("mix")
+def mix(msg: Message, context: Context) -> Message:
+    """One gossip step of a decentralized run: this client's row and mixed adapter, computed
+    here from what the relay forwarded (its neighbours' adapters)."""
+    return Message(encode_mixed(mix_on_node(decode_mix_job(msg.content))), reply_to=msg)
 
 
 @app.train(mods=[secure_stages])

@@ -4,27 +4,38 @@ instruction to its SuperNode as a Message and turns the replies into ClientUpdat
 A client without a node, a node that goes offline or times out, or a ClientApp error is a
 *failed* client (named with its node); a reply that cannot be decoded, or that answers for
 another client, is a *rejected* update. Bytes are counted from the ArrayRecords sent and received.
+Under a decentralized topology the server also relays each gossip step (``run_mix_jobs``): it
+forwards to every client's node what its neighbours sent, and the node mixes; the server mixes
+nothing.
 """
 
 from __future__ import annotations
+
+import logging
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
 from fedtune.adapter_state import AdapterState
 from fedtune.config import RunConfig
+from fedtune.decentralized.gossip import Mixed, MixJob
 from fedtune.engine.rounds import ClientReplies
 from fedtune.flower.exchange import exchange
 from fedtune.flower.node_directory import NodeDirectory
 from fedtune.flower.wire import (
     WireError,
     array_bytes,
+    decode_mixed,
     decode_update,
     encode_instruction,
+    encode_mix_job,
 )
 from fedtune.protocol import ClientInstruction
 
 TRAIN = "train"
+MIX = "query.mix"
+
+log = logging.getLogger("fedtune")
 
 
 class FlowerClients:
@@ -81,3 +92,24 @@ class FlowerClients:
                     continue
                 replies.updates.append((ins, update))
         return replies
+
+    def run_mix_jobs(self, round: int, jobs: list[MixJob]) -> list[Mixed | None]:
+        """Relay one gossip step: each job to its client's node, which mixes (``query.mix``);
+        None for a client whose node did not answer with a usable adapter (named in the log)."""
+        serving = self.directory.refresh()
+        sent = [(job, serving.get(job.client_id)) for job in jobs]
+        messages = [Message(encode_mix_job(job), dst_node_id=node, message_type=MIX, group_id=f"{round}-mix")
+                    for job, node in sent if node is not None]
+        answers = iter(exchange(self.grid, messages, self.round_timeout))
+        results = []
+        for job, node in sent:
+            reply = next(answers) if node is not None else None
+            try:
+                if reply is None or reply.has_error():
+                    raise WireError("no SuperNode connected" if node is None else
+                                    f"node {node}: {reply.error.reason if reply else 'no reply in time'}")
+                results.append(decode_mixed(reply.content))
+            except (WireError, KeyError, TypeError, ValueError) as e:
+                log.warning("round %d: client %d did not mix: %s", round, job.client_id, e)
+                results.append(None)
+        return results

@@ -4,7 +4,9 @@ and run the shared round loop with Flower SuperNodes as the clients.
 Everything FL happens in the objects the embedded engine uses too: client sampling
 (``engine.schedule``), the Strategy (``server.registry``), update checks, evaluation, the run
 directory (metrics.jsonl, checkpoints, summary.json, --resume). The run directory is written
-where the ServerApp runs (the SuperLink's machine), at the config's ``output.dir``.
+where the ServerApp runs (the SuperLink's machine), at the config's ``output.dir``. Under a
+decentralized topology the same loop makes this ServerApp a relay: it forwards neighbours'
+adapters and the nodes mix (docs/decentralized.md).
 """
 
 from __future__ import annotations
@@ -53,8 +55,6 @@ class LogProgress(Progress):
 def check_supported(cfg: RunConfig) -> None:
     """Refuse what the Flower engine cannot run, with the reason: a strategy that declares it
     needs every client in one process (pooled data or personal adapters: the baselines)."""
-    if cfg.topology.mode == "decentralized":  # the relay ServerApp is not built yet (issue 21)
-        raise ConfigError("topology.mode=decentralized runs on the embedded engine (`fedtune run`) only, for now")
     strategy = ALGORITHMS[cfg.algorithm.name].target
     if strategy.pools_data or strategy.personal_adapters:
         raise ConfigError(f"algorithm.name={cfg.algorithm.name}: this baseline needs all data or per-client adapters "

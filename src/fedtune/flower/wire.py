@@ -18,6 +18,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedtune.adapter_state import AdapterState
 from fedtune.config import RunConfig, from_dict
+from fedtune.decentralized.gossip import Mixed, MixJob
 from fedtune.protocol import ClientInstruction, ClientUpdate
 
 ADAPTER = "adapter"
@@ -186,3 +187,49 @@ def decode_update(content: RecordDict) -> ClientUpdate:
         num_examples=_field(rec, "num-examples", int, "update"),
         metrics=metrics, tensors=_tensors(content),
     )
+
+
+# ------------------------------------------------------------ gossip (decentralized topology)
+
+MIX = "mix"
+MEMBER = "member."  # prefix of the received adapters, by position in the row
+START = "start"
+
+
+def encode_mix_job(job: MixJob) -> RecordDict:
+    """What the relay forwards to a client for one gossip step: its members' adapters (its own
+    included: a node keeps no adapter between messages), their sizes, the start, the row if fixed."""
+    content = RecordDict()
+    for position, adapter in enumerate(job.adapters):
+        _put_tensors(content, f"{MEMBER}{position}", adapter)
+    if job.start is not None:
+        _put_tensors(content, START, job.start)
+    fields = {"client-id": job.client_id, "members": job.members, "sizes": job.sizes, "graph": job.graph,
+              "alpha": float(job.alpha)}
+    if job.row is not None:
+        fields["row"] = [float(x) for x in job.row]
+    content[MIX] = ConfigRecord(fields)
+    return content
+
+
+def decode_mix_job(content: RecordDict) -> MixJob:
+    rec = _record(content, MIX, ConfigRecord)
+    members, sizes = _field(rec, "members", list, MIX), _field(rec, "sizes", list, MIX)
+    row = _field(rec, "row", list, MIX) if "row" in rec else None
+    if len(sizes) != len(members) or (row is not None and len(row) != len(members)):
+        raise WireError(f"{MIX}: members, sizes and row differ in length")
+    return MixJob(client_id=_field(rec, "client-id", int, MIX), members=members,
+                  adapters=[_get_tensors(content, f"{MEMBER}{p}") for p in range(len(members))], sizes=sizes,
+                  graph=_field(rec, "graph", str, MIX), alpha=_field(rec, "alpha", float, MIX),
+                  start=_get_tensors(content, START) if START in content.array_records else None, row=row)
+
+
+def encode_mixed(mixed: Mixed) -> RecordDict:
+    content = RecordDict()
+    _put_tensors(content, ADAPTER, mixed.adapter)
+    content[MIX] = ConfigRecord({"row": [float(x) for x in mixed.row]})
+    return content
+
+
+def decode_mixed(content: RecordDict) -> Mixed:
+    return Mixed(_get_tensors(content, ADAPTER), _field(_record(content, MIX, ConfigRecord), "row", list, MIX))
