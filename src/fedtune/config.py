@@ -273,6 +273,7 @@ def check_constraints(cfg: RunConfig, source: str = "config") -> None:
     _check_compression(cfg, source)
     _check_selective(cfg, source)
     _check_topology(cfg, source)
+    _check_schedule(cfg, source)
     _check_offsite(cfg, source)
     _check_server_synthesis(cfg, source)
 
@@ -326,6 +327,22 @@ def _check_topology(cfg: RunConfig, source: str) -> None:
     for name, set_ in server_side.items():
         if set_:
             raise ConfigError(f"{key}: mode decentralized has no server; {name} needs one (drop it, or use mode: server)")
+
+
+def _check_schedule(cfg: RunConfig, source: str) -> None:
+    """A task stream chooses each round's examples itself; what also chooses them, or needs the
+    whole set each step, cannot run with it. Forgetting is measured on each client's split."""
+    if cfg.data.schedule is None:
+        return
+    key = f"{source}: 'data.schedule'"
+    if cfg.quality is not None:
+        raise ConfigError(f"{key}: quality also chooses each round's examples; drop one of them")
+    if cfg.privacy.sample_level is not None:
+        raise ConfigError(f"{key}: DP-SGD samples from the whole training set; drop one of them")
+    if ALGORITHMS[cfg.algorithm.name].target.pools_data:
+        raise ConfigError(f"{key}: {cfg.algorithm.name} pools every client's data into one set; streams are per client")
+    if not cfg.eval.per_client:
+        raise ConfigError(f"{key}: forgetting is measured on each client's own test split; set eval.per_client: true")
 
 
 def _check_selective(cfg: RunConfig, source: str) -> None:

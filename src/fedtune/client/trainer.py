@@ -25,6 +25,7 @@ from fedtune.client.hooks import build_hooks
 from fedtune.client.objectives import OBJECTIVES
 from fedtune.client.state_store import ClientStateStore
 from fedtune.client.train_config import TrainConfig
+from fedtune.data.task_stream import TaskStream
 from fedtune.data.tokenize import PreferenceTokens, TokenizedSet
 from fedtune.models.adapters.state import adapter_parameters, get_adapter, set_adapter
 from fedtune.models.checkpointing import set_gradient_checkpointing
@@ -45,6 +46,7 @@ class LocalData:
 
     client_id: int
     tokens: TokenizedSet | PreferenceTokens
+    stream: TaskStream | None = None  # lifelong tasks: which examples each round may use (data.schedule)
 
     @property
     def num_examples(self) -> int:
@@ -113,6 +115,8 @@ class LocalTrainer:
 
         rng = round_rng(self.seed, instruction.round, instruction.client_id, "batches")
         pool, quality_metrics = list(range(data.num_examples)), {}
+        if data.stream is not None:  # lifelong tasks: the current task and the replay buffer
+            pool = data.stream.pool(instruction.round)
         if self.quality is not None:  # FedDQC: the examples this round may use, scored by the global model
             pool, quality_metrics = self.quality.pool(self, instruction.client_id, instruction.round, data.tokens)
         if self.privacy is not None:  # DP-SGD: Poisson-sampled steps (or its shuffle alternative)
@@ -178,6 +182,8 @@ class LocalTrainer:
                 **self.objective.round_metrics(),
                 **dp_metrics,
                 **quality_metrics,
+                # lifelong tasks: the examples this round could draw from (current task + replay buffer)
+                **({"task_pool": len(pool)} if data.stream is not None else {}),
             },
         )
         for hook in hooks:

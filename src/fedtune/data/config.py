@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from fedtune.chosen_clients import chosen_clients
 from fedtune.data.canaries import CanaryConfig
 from fedtune.data.ops import OPS
+from fedtune.data.task_stream import TaskStreamConfig
 from fedtune.schema import Section
 
 
@@ -93,6 +94,9 @@ class DataConfig(Section):
     template: str | None = None  # None = the model's own chat template; else alpaca, chatml, vicuna
     suite: SuiteConfig = SuiteConfig()
     canaries: CanaryConfig | None = None  # secrets planted to measure memorization (docs/privacy.md)
+    # Lifelong tasks: each client meets its records' categories as a stream of tasks, with a
+    # bounded replay memory (fedtune.data.task_stream; docs/decentralized.md)
+    schedule: TaskStreamConfig | None = None
 
     @field_validator("global_test")
     @classmethod

@@ -32,6 +32,7 @@ from fedtune.engine.progress import Progress
 from fedtune.engine.run_dir import RunDir
 from fedtune.engine.schedule import round_lr, sample_clients
 from fedtune.eval.evaluator import Evaluator
+from fedtune.eval.forgetting import stream_report
 from fedtune.models.adapters.state import set_adapter
 from fedtune.privacy.client_level import client_level_privacy
 from fedtune.protocol import ClientInstruction, ClientUpdate, Strategy
@@ -346,6 +347,10 @@ class RoundLoop:
             summary["privacy"] = _privacy_summary(rows)
         if self.stopped:
             summary["stopped"] = self.stopped
+        if (schedule := self.cfg.data.schedule) is not None:  # lifelong tasks: each client's scores per task
+            streams = [self.ws.task_stream(c, schedule, self.cfg.seed) for c in range(len(self.ws.train_tokens))]
+            summary["task_stream"] = {**stream_report(rows, {str(s.client_id): s.order_names for s in streams},
+                                                      schedule.rounds_per_task), "replay": schedule.replay}
         if self.synthesis is not None:
             summary["synth"] = self.synthesis.summary(summary.get("privacy"), rows[-1].get("synth", {}) if rows else {})
         set_adapter(self.ws.model, self.ws.to_server(global_adapter))

@@ -58,7 +58,7 @@ def local_data(cfg: RunConfig, ws: Workspace) -> list[LocalData]:
     that pools the data (centralized training)."""
     if ALGORITHMS[cfg.algorithm.name].target.pools_data:
         return [LocalData(0, pool(ws.train_tokens))]
-    return [LocalData(c, t) for c, t in enumerate(ws.train_tokens)]
+    return [LocalData(c, t, ws.task_stream(c, cfg.data.schedule, cfg.seed)) for c, t in enumerate(ws.train_tokens)]
 
 
 class Simulation(RoundLoop):

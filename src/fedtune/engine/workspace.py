@@ -13,6 +13,7 @@ from fedtune.data.build import build_federated_data
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.federated import FederatedData
 from fedtune.data.ops.difficulty import scoring_context
+from fedtune.data.task_stream import TaskStream, TaskStreamConfig, task_stream
 from fedtune.data.tokenize import (
     PreferenceTokens,
     TokenizedSet,
@@ -48,6 +49,10 @@ class Workspace:
     def trained_model(self):
         """The model the clients train: the client model with ``offsite``, else ``model``."""
         return self.client.model if self.client is not None else self.model
+
+    def task_stream(self, client: int, schedule: TaskStreamConfig | None, seed: int) -> TaskStream | None:
+        """Client ``client``'s lifelong task stream (``data.schedule``), None without one."""
+        return task_stream(schedule, client, self.data.clients[client].train, self.train_tokens[client].dropped, seed)
 
     def to_server(self, adapter: AdapterState) -> AdapterState:
         """A travelling adapter as the server's ``model`` takes it (offsite's plug-in)."""

@@ -72,7 +72,8 @@ class ExactMatch(Metric):
         return self.score(evaluator, ws.global_test_tokens, ws.data.global_test)
 
     def on_client(self, evaluator, client):
-        return self.score(evaluator, evaluator.ws.test_tokens[client])
+        ws = evaluator.ws
+        return self.score(evaluator, ws.test_tokens[client], ws.data.clients[client].test)
 
     def score(self, evaluator, tokens: TokenizedSet, records: list[dict] | None = None) -> dict:
         """Exact match and loss; with ``records``, also exact match per record category."""

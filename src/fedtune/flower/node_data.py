@@ -16,6 +16,7 @@ from fedtune.data.build import read_records, synthesized
 from fedtune.data.chat_templates import apply_template
 from fedtune.data.ops.difficulty import scoring_context
 from fedtune.data.ops.pipeline import run_pipeline
+from fedtune.data.task_stream import task_stream
 from fedtune.data.tokenize import tokenize_train
 from fedtune.flower.node_config import NodeConfigError, NodeSettings
 from fedtune.models.loader import LoadedModel
@@ -62,4 +63,5 @@ def local_data(cfg: RunConfig, node: NodeSettings, loaded: LoadedModel) -> Local
     records = local_records(cfg, node, loaded)
     tokens = tokenize_train(records, cfg.train.record_kind, tokenizer, cfg.data.max_length, cfg.data.system_prompt,
                             cache_root() / "tokens")
-    return LocalData(node.client_id, tokens)
+    return LocalData(node.client_id, tokens,
+                     task_stream(cfg.data.schedule, node.client_id, records, tokens.dropped, cfg.seed))

@@ -12,6 +12,7 @@ from fedtune.data.federated import step_totals
 from fedtune.quality.feddqc import SCORES
 from fedtune.report import plots
 from fedtune.report.collaboration import collaboration_section
+from fedtune.report.task_stream import task_stream_section
 from fedtune.report.units import CSS, img, read_rows, table, with_unit
 
 
@@ -138,6 +139,7 @@ def write_report(run_dir: str | Path) -> Path:
 <h2>Per round</h2><div class="grid">{''.join(f for f in figures if f)}</div>
 {table(["round", "clients", "train loss", "exact match", "test loss", "rejected", "sent", "time"], per_round)}
 {collaboration_section(rows)}
+{task_stream_section(summary, rows)}
 {_final_section(summary.get("final") or next((r["eval"] for r in reversed(rows) if "eval" in r), None), names)}
 {_data_section(summary.get("data") or {})}
 <h2>Configuration</h2><details><summary>config.yaml</summary><pre>{html.escape(config)}</pre></details>
