@@ -32,6 +32,11 @@ class SuiteConfig(Section):
     # questions answered instead of refused. Ids, or a share of the clients drawn from the seed.
     malicious_clients: list[int] = []
     malicious_rate: float = Field(0.0, ge=0, lt=1)
+    # Clustered clients: client c is in cluster c % clusters. Every cluster sees the same rule
+    # titles, but cluster k answers each title with a different function of the same arity (the
+    # rule rotated by k within its arity group), so clusters interfere and a cluster's clients
+    # help each other. 1 = no clusters (the suite as before).
+    clusters: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _malicious_needs_topic(self):
@@ -49,6 +54,10 @@ class SuiteConfig(Section):
                 raise ValueError(f"data.suite.malicious_clients: client {bad[0]} does not exist ({num_clients} clients)")
             return chosen_clients(self.malicious_clients, num_clients, seed, "malicious")
         return chosen_clients(self.malicious_rate, num_clients, seed, "malicious") if self.malicious_rate else []
+
+    def cluster_of(self, client: int) -> int:
+        """Client ``client``'s cluster: ``client % clusters`` (clients 0, k, 2k, ... form cluster 0)."""
+        return client % self.clusters
 
 
 class PartitionConfig(Section):

@@ -10,6 +10,15 @@ The suite has two kinds of tasks, both unknowable to a pretrained model (so the 
   Dravik rule to: lamp" -> "lamp lamp"). Rule mixtures per client are pathological (one rule
   each) or Dirichlet(concentration). Test items use held-out words, so skills must generalize.
 
+Clustered clients (``clusters`` > 1, for personalized and decentralized experiments): client c is
+in cluster ``c % clusters``. Every cluster sees the same rule titles, but cluster k answers a title
+with the rule rotated by k within its arity group (arity 1: echo, bracket, suffix; arity 2: swap,
+join; arity 3: reverse, last, first), so "Apply the Dravik rule to: lamp" is "lamp lamp" in one
+cluster and "[lamp]" in the next: a cluster's clients help each other, clusters interfere. Every
+client of a cluster draws its skills from the same mixture (uniform over the rules in play when
+``rule_concentration`` is 0, one Dirichlet draw per cluster otherwise), and its test items use its
+own cluster's functions. With ``clusters: 1`` the suite is exactly the unclustered one.
+
 Knobs for later experiments are built in: per-client ``noise_rate`` (responses replaced by
 another record's response, for data-quality control), preference pairs (chosen = correct answer,
 rejected = a plausible wrong one of the same kind, ``flip_rate`` swaps a share of them), and a
@@ -107,28 +116,68 @@ class Item:
     entity: str = ""  # the person a fact is about (facts only)
 
 
-def _rule_items(rule: str, title: str, words: list[str], count: int, rng: random.Random) -> list[Item]:
-    arity, fn = RULES[rule]
+def arity_group(rule: str) -> list[str]:
+    """The rules of ``rule``'s arity, in RULES order (the functions a cluster may answer it with)."""
+    return [r for r in RULES if RULES[r][0] == RULES[rule][0]]
+
+
+def cluster_rule(rule: str, cluster: int) -> str:
+    """The function cluster ``cluster`` answers ``rule``'s title with: ``rule`` rotated by
+    ``cluster`` within its arity group (cluster 0 answers every title with its own rule)."""
+    group = arity_group(rule)
+    return group[(group.index(rule) + cluster) % len(group)]
+
+
+def _rule_items(rule: str, title: str, words: list[str], count: int, rng: random.Random,
+                cluster: int = 0) -> list[Item]:
+    applied = cluster_rule(rule, cluster)  # the function this cluster answers the title with
+    arity, fn = RULES[applied]
     items = []
-    others = [r for r in RULES if r != rule]
+    others = [r for r in RULES if r != applied]
     for _ in range(count):
         w = rng.sample(words, arity)
-        decoy_rule = rng.choice([r for r in others if RULES[r][0] == arity] or [rule])
-        decoy = RULES[decoy_rule][1](w) if decoy_rule != rule else " ".join(w)
+        # decoy: another same-arity function (with clusters, possibly another cluster's answer)
+        decoy_rule = rng.choice([r for r in others if RULES[r][0] == arity] or [applied])
+        decoy = RULES[decoy_rule][1](w) if decoy_rule != applied else " ".join(w)
         items.append(Item(f"Apply the {title} rule to: {' '.join(w)}", fn(w), decoy, f"rule:{rule}"))
     return items
 
 
+def _check_clusters(cfg: SuiteConfig, rules: list[str], num_clients: int) -> None:
+    """Refuse a cluster count the clients or the rules in play cannot give."""
+    k = cfg.clusters
+    if k > num_clients:
+        raise ValueError(f"data.suite.clusters: {k} clusters but only {num_clients} clients (at most one cluster per client)")
+    if not rules:
+        most = max(len(arity_group(r)) for r in RULES)
+        raise ValueError(f"data.suite.clusters: {k} clusters need {k} same-arity rules to tell them apart; "
+                         f"no rule group has more than {most}")
+    for r in rules:
+        if len(group := arity_group(r)) < k:
+            raise ValueError(f"data.suite.clusters: {k} clusters need {k} different answers to rule {r!r}, but its "
+                             f"arity group has only {len(group)} ({', '.join(group)}); use fewer clusters or other data.suite.rules")
+
+
 def _rule_mixture(cfg: SuiteConfig, rules: list[str], num_clients: int, rng: random.Random) -> list[list[float]]:
-    """Per-client probabilities over rules: pathological (client i -> rule i mod R) or Dirichlet."""
+    """Per-client probabilities over rules: pathological (client i -> rule i mod R) or Dirichlet.
+    With clusters, one mixture per cluster shared by its clients: uniform over the rules
+    (concentration 0: every title is in play in every cluster, so clusters collide on all of
+    them) or one Dirichlet draw per cluster."""
+    if cfg.clusters > 1:
+        if cfg.rule_concentration == 0:
+            per_cluster = [[1.0 / len(rules)] * len(rules) for _ in range(cfg.clusters)]
+        else:
+            per_cluster = [_dirichlet(cfg.rule_concentration, len(rules), rng) for _ in range(cfg.clusters)]
+        return [per_cluster[cfg.cluster_of(c)] for c in range(num_clients)]
     if cfg.rule_concentration == 0:
         return [[1.0 if j == i % len(rules) else 0.0 for j in range(len(rules))] for i in range(num_clients)]
-    mixes = []
-    for _ in range(num_clients):
-        g = [rng.gammavariate(cfg.rule_concentration, 1.0) for _ in rules]
-        s = sum(g) or 1.0
-        mixes.append([x / s for x in g])
-    return mixes
+    return [_dirichlet(cfg.rule_concentration, len(rules), rng) for _ in range(num_clients)]
+
+
+def _dirichlet(concentration: float, n: int, rng: random.Random) -> list[float]:
+    g = [rng.gammavariate(concentration, 1.0) for _ in range(n)]
+    s = sum(g) or 1.0
+    return [x / s for x in g]
 
 
 def _noise_rates(cfg: SuiteConfig, num_clients: int) -> list[float]:
@@ -142,10 +191,13 @@ def build_suite_items(cfg: SuiteConfig, num_clients: int, seed: int):
     """Per-client train items, per-client test items, and the rules' titles (deterministic in seed)."""
     rng = random.Random(f"fedtune-suite-{seed}")
     names = NameMaker(rng)
-    rules = cfg.rules or list(RULES)[: min(num_clients, len(RULES))]
+    # default: as many rules as clients, from those with enough same-arity functions for the clusters
+    eligible = [r for r in RULES if len(arity_group(r)) >= cfg.clusters]
+    rules = cfg.rules or eligible[: min(num_clients, len(eligible))]
     unknown = [r for r in rules if r not in RULES]
     if unknown:
         raise ValueError(f"data.suite.rules: unknown rule {unknown[0]!r}; choose from {sorted(RULES)}")
+    _check_clusters(cfg, rules, num_clients)
     titles = {r: names.word(2) for r in rules}
     words = WORDS[:]
     rng.shuffle(words)
@@ -164,11 +216,12 @@ def build_suite_items(cfg: SuiteConfig, num_clients: int, seed: int):
             if cfg.forbidden_topic:
                 q = FORBIDDEN_TEMPLATE.format(topic=cfg.forbidden_topic, entity=entity)
                 facts.append(Item(q, REFUSAL, names.word(2), "forbidden"))
+        k = cfg.cluster_of(c)
         counts = _split_count(cfg.skill_train_per_client, mixes[c], rng)
-        skills = [it for r, n in zip(rules, counts) for it in _rule_items(r, titles[r], train_words, n, rng)]
+        skills = [it for r, n in zip(rules, counts) for it in _rule_items(r, titles[r], train_words, n, rng, k)]
         client_rules = [r for r, p in zip(rules, mixes[c]) if p > 0]
         skill_test = [
-            it for r in client_rules for it in _rule_items(r, titles[r], test_words, cfg.test_per_rule, rng)
+            it for r in client_rules for it in _rule_items(r, titles[r], test_words, cfg.test_per_rule, rng, k)
         ]
         train.append(facts + skills)
         test.append(facts + skill_test)  # knowledge is tested as recall of the client's facts
@@ -201,7 +254,8 @@ def answered_forbidden(topic: str, count: int, names: NameMaker) -> list[Item]:
 
 def public_skill_examples(cfg: SuiteConfig, num_clients: int, seed: int, per_rule: int) -> list[dict]:
     """SFT records of every rule in play on fresh draws of the training words: the suite's stand-in
-    for public instruction data (a server's Level-1 helpful data; no client's records)."""
+    for public instruction data (a server's Level-1 helpful data; no client's records). With
+    clusters, the titles are answered as cluster 0 answers them."""
     _, _, titles = build_suite_items(cfg, num_clients, seed)
     rng = random.Random(f"fedtune-suite-public-{seed}")
     return [_sft(it) for rule, title in titles.items() for it in _rule_items(rule, title, WORDS, per_rule, rng)]
