@@ -57,6 +57,23 @@ def test_learned_graph_recovers_clusters():
     assert within > 0.95 and torch.allclose(rows.sum(1), torch.ones(6, dtype=torch.float64))
 
 
+def test_node_row_from_round_updates_or_from_the_common_start():
+    """A node's learned row is pFedGraph's row over the members' updates: since the common start,
+    or (delta_from: round) since each member's own adapter at the round's start."""
+    from fedtune.decentralized.gossip import MixJob, node_row
+
+    torch.manual_seed(2)
+    common = {"w": torch.zeros(4)}
+    starts = [{"w": torch.randn(4)} for _ in range(3)]
+    trained = [{"w": s["w"] + torch.randn(4)} for s in starts]
+    job = MixJob(1, [0, 1, 2], trained, [1, 2, 3], "learned", 0.8, start=common)
+    cumulative = torch.stack([t["w"].double() for t in trained])
+    assert node_row(job) == learned_rows(cumulative, [1, 2, 3], 0.8)[1].tolist()
+    job.starts = starts
+    this_round = torch.stack([(t["w"] - s["w"]).double() for t, s in zip(trained, starts)])
+    assert node_row(job) == learned_rows(this_round, [1, 2, 3], 0.8)[1].tolist() != learned_rows(cumulative, [1, 2, 3], 0.8)[1].tolist()
+
+
 def test_fixed_graphs():
     assert graphs.ring(4) == [[1, 3], [0, 2], [1, 3], [0, 2]]
     w = graphs.uniform_rows(graphs.ring(4))
@@ -127,8 +144,9 @@ def test_who_learned_from_whom_averages_the_rounds_graphs():
 
 def test_flower_relay_equals_the_embedded_gossip(tmp_path):
     """On Flower the ServerApp only relays: three real SuperNodes train, then each mixes what its
-    neighbours sent (two gossip steps: the row it inferred travels back with the second), and the
-    run ends with the embedded engine's per-client adapters and graphs."""
+    neighbours sent (their adapters and, for this round's updates, their round starts; two gossip
+    steps: the row it inferred travels back with the second), and the run ends with the embedded
+    engine's per-client adapters and graphs."""
     from flower_harness import (
         Federation,
         assert_adapters_close,
@@ -138,7 +156,7 @@ def test_flower_relay_equals_the_embedded_gossip(tmp_path):
     )
 
     extra = {"federation.num_clients": 3, "topology.mode": "decentralized", "topology.graph": "learned",
-             "topology.gossip_steps": 2}
+             "topology.gossip_steps": 2, "topology.delta_from": "round"}
     config = tiny_config(tmp_path / "tiny.yaml", tmp_path / "flower-run", **extra)
     with Federation(tmp_path) as fed:
         for c in range(3):

@@ -99,11 +99,13 @@ class Strategy(ABC):
         """New global adapter from the valid updates (never empty: the engine handles that case)."""
 
     def mix(self, round: int, start: AdapterState, updates: list[ClientUpdate],
-            run: Callable[[list], list] | None = None) -> dict[int, AdapterState] | None:
+            run: Callable[[list], list] | None = None,
+            round_starts: dict[int, AdapterState] | None = None) -> dict[int, AdapterState] | None:
         """For a strategy with ``personal_adapters`` whose clients share with each other (gossip):
         each client's adapter after sharing, by client id; None: each keeps what it trained.
         ``run`` executes the clients' own parts of the sharing where the clients live (the
-        engine's ``run_mix_jobs``; None: in this process)."""
+        engine's ``run_mix_jobs``; None: in this process); ``round_starts``: each client's adapter
+        before this round's training, by client id."""
         return None
 
     def round_report(self) -> dict:

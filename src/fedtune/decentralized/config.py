@@ -22,6 +22,10 @@ class TopologyConfig(Section):
     graph: str = "learned"
     alpha: float = Field(0.8, gt=0)  # learned: weight of the data-size prior against similarity (pFedGraph)
     gossip_steps: int = Field(1, ge=1)  # mixing steps per round, each one neighbour exchange
+    # learned: the update whose similarity sets the graph. start = each adapter minus the run's
+    # common start (pFedGraph); round = minus the client's own adapter at this round's start (what
+    # it learned this round: mixing makes cumulative deltas alike, which drifts the graph to uniform)
+    delta_from: Literal["start", "round"] = "start"
 
     @field_validator("graph")
     @classmethod

@@ -43,6 +43,7 @@ class MixJob:
     alpha: float  # topology.alpha
     start: AdapterState | None = None  # the common start the learned graph measures updates from
     row: list[float] | None = None  # the weights to use (the steps after the first); None: infer them
+    starts: list[AdapterState] | None = None  # delta_from round: each member's adapter at the round's start
 
 
 @dataclass
@@ -66,9 +67,12 @@ def node_row(job: MixJob) -> list[float]:
     """The client's row: pFedGraph's learned row from the members' updates, or uniform."""
     if job.graph != "learned":
         return [1.0 / len(job.members)] * len(job.members)
-    if job.start is None:
-        raise ValueError("the learned graph needs the common start adapter")
-    deltas = torch.stack([flat_delta(a, job.start) for a in job.adapters])
+    if job.starts is not None:  # each member's update this round
+        deltas = torch.stack([flat_delta(a, s) for a, s in zip(job.adapters, job.starts)])
+    elif job.start is not None:  # each member's change since the run's common start (pFedGraph)
+        deltas = torch.stack([flat_delta(a, job.start) for a in job.adapters])
+    else:
+        raise ValueError("the learned graph needs the common start or the members' round starts")
     return learned_row(job.members.index(job.client_id), deltas, job.sizes, job.alpha).tolist()
 
 
@@ -100,18 +104,24 @@ class Gossip(Strategy):
             return graphs.ring(n)
         return graphs.random_neighbours(n, t.random_k, self.seed, round)
 
-    def mix(self, round: int, start: AdapterState, updates: list[ClientUpdate],
-            run: MixRunner | None = None) -> dict[int, AdapterState]:
+    def mix(self, round: int, start: AdapterState, updates: list[ClientUpdate], run: MixRunner | None = None,
+            round_starts: dict[int, AdapterState] | None = None) -> dict[int, AdapterState]:
         """Each client's adapter after the round's gossip, by client id; ``run`` executes the
-        clients' jobs where they live (default: here). A client whose job got no answer keeps
-        its adapter (named under ``unmixed`` in ``round_report``, with the graph and traffic)."""
+        clients' jobs where they live (default: here); ``round_starts`` are the clients' adapters
+        before this round's training. A client whose job got no answer keeps its adapter (named
+        under ``unmixed`` in ``round_report``, with the graph and traffic)."""
         run, t = run or in_process, self.topology
+        learned, by_round = t.graph == "learned", t.delta_from == "round"
+        if learned and by_round and round_starts is None:
+            raise ValueError("topology.delta_from=round needs each client's adapter at the round's start")
         ids, sizes = [u.client_id for u in updates], [u.num_examples for u in updates]
         members = [sorted({i, *near}) for i, near in enumerate(self.neighbours(round, len(ids)))]
         adapters, rows, unmixed = [u.adapter for u in updates], [None] * len(ids), []
         for _ in range(t.gossip_steps):
             jobs = [MixJob(ids[i], [ids[j] for j in m], [adapters[j] for j in m], [sizes[j] for j in m], t.graph,
-                           t.alpha, start if t.graph == "learned" else None, rows[i]) for i, m in enumerate(members)]
+                           t.alpha, start if learned and not by_round else None, rows[i],
+                           [round_starts[ids[j]] for j in m] if learned and by_round and rows[i] is None else None)
+                    for i, m in enumerate(members)]
             results = run(jobs)
             for i, result in enumerate(results):
                 if result is None:  # it keeps its adapter: weight 1 on itself from now on

@@ -217,7 +217,8 @@ class RoundLoop:
             updates.append(update)
         if self.strategy.personal_adapters and updates:  # each client's own adapter, after gossip if any
             remote = getattr(self.executor, "run_mix_jobs", None)  # where the clients mix (their nodes)
-            mixed = self.strategy.mix(r, global_adapter, updates, partial(remote, r) if remote else None) or {}
+            starts = {ins.client_id: self._start_adapter(ins, global_adapter) for ins in instructions}
+            mixed = self.strategy.mix(r, global_adapter, updates, partial(remote, r) if remote else None, starts) or {}
             for update in updates:
                 self.store.put(update.client_id, PERSONAL, mixed.get(update.client_id, update.adapter))
         t_train = time.perf_counter() - t0

@@ -204,6 +204,8 @@ def encode_mix_job(job: MixJob) -> RecordDict:
         _put_tensors(content, f"{MEMBER}{position}", adapter)
     if job.start is not None:
         _put_tensors(content, START, job.start)
+    for position, adapter in enumerate(job.starts or []):
+        _put_tensors(content, f"{START}.{position}", adapter)
     fields = {"client-id": job.client_id, "members": job.members, "sizes": job.sizes, "graph": job.graph,
               "alpha": float(job.alpha)}
     if job.row is not None:
@@ -221,7 +223,9 @@ def decode_mix_job(content: RecordDict) -> MixJob:
     return MixJob(client_id=_field(rec, "client-id", int, MIX), members=members,
                   adapters=[_get_tensors(content, f"{MEMBER}{p}") for p in range(len(members))], sizes=sizes,
                   graph=_field(rec, "graph", str, MIX), alpha=_field(rec, "alpha", float, MIX),
-                  start=_get_tensors(content, START) if START in content.array_records else None, row=row)
+                  start=_get_tensors(content, START) if START in content.array_records else None, row=row,
+                  starts=[_get_tensors(content, f"{START}.{p}") for p in range(len(members))]
+                  if f"{START}.0" in content.array_records else None)
 
 
 def encode_mixed(mixed: Mixed) -> RecordDict:
