@@ -99,7 +99,7 @@ def test_gossip_run_mixes_personal_adapters_and_resumes_exactly(tmp_path, loaded
     from fedtune.engine.runner import run_experiment
 
     extra = {"topology.mode": "decentralized", "topology.graph": "learned", "federation.rounds": 3,
-             "eval.per_client": True, "eval.every": 3}
+             "eval.per_client": True, "eval.every": 3, "topology.delta_from": "start"}
     cfg = run_config(tmp_path, "whole", **extra)
     summary = run_experiment(cfg, loaded=loaded, progress=False)
     rows = metrics_rows(cfg)

@@ -22,10 +22,11 @@ class TopologyConfig(Section):
     graph: str = "learned"
     alpha: float = Field(0.8, gt=0)  # learned: weight of the data-size prior against similarity (pFedGraph)
     gossip_steps: int = Field(1, ge=1)  # mixing steps per round, each one neighbour exchange
-    # learned: the update whose similarity sets the graph. start = each adapter minus the run's
-    # common start (pFedGraph); round = minus the client's own adapter at this round's start (what
-    # it learned this round: mixing makes cumulative deltas alike, which drifts the graph to uniform)
-    delta_from: Literal["start", "round"] = "start"
+    # learned: the update whose similarity sets the graph. round (default) = each adapter minus
+    # the client's own adapter at this round's start (what it learned this round); start = minus
+    # the run's common start (pFedGraph's), whose deltas mixing makes alike, so the graph drifts
+    # to uniform (docs/benchmarks.md, "Decentralized: clusters and the learned graph")
+    delta_from: Literal["round", "start"] = "round"
 
     @field_validator("graph")
     @classmethod
