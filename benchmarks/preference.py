@@ -1,19 +1,26 @@
-"""Federated DPO, β-DPO and Dr. DPO on the built-in preference suite with the built-in model.
+"""Federated DPO, β-DPO and Dr. DPO on the built-in preference suite with the built-in model, over seeds.
 
-Usage: python benchmarks/preference.py [--rounds 2] [--steps 3] [--flip 0,0.3]
-First a federated SFT stage (the starting point), then each preference objective for each flip
-rate, starting from the SFT adapter with it as the reference. Prints held-out choice accuracy
-(the policy gives the chosen answer the higher likelihood), reward accuracy and margin against
-the SFT reference, and exact match — for the SFT start and every DPO run.
+Usage: python benchmarks/preference.py [--rounds 2] [--steps 3] [--flip 0,0.3] [--seeds 0,1,2]
+           [--objectives dpo,beta-dpo,dr-dpo] [--set train.grad_accum=4] [--json FILE]
+Per seed, first a federated SFT stage (the starting point and the DPO reference), then each
+preference objective for each flip rate, starting from that SFT adapter. Prints mean ± 95%
+interval over the seeds of the held-out choice accuracy (the policy gives the chosen answer the
+higher likelihood), reward accuracy and margin against the SFT reference, and exact match — for
+the SFT start and every objective. ``--set`` overrides apply to the preference runs (e.g. a
+larger effective batch via ``train.grad_accum``, β-DPO's ``train.objective.rho``), so the same
+script runs β-DPO's paper regime as far as a CPU allows. Per-seed values go to the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import tempfile
 from pathlib import Path
 
 from common import machine
+from seeds import markdown, run_rows
 
 from fedtune import adapter_state
 from fedtune.commands.demo import demo_config_path
@@ -25,40 +32,67 @@ from fedtune.engine.workspace import build_workspace
 from fedtune.models.loader import load_model
 
 
+def figures(g: dict) -> dict:
+    return {"choice_accuracy": 100 * g["choice_accuracy"], "reward_accuracy": 100 * g["reward_accuracy"],
+            "margin": g["margin"], "exact_match": 100 * g["exact_match"]}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--flip", default="0,0.3")
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--objectives", default="dpo,beta-dpo,dr-dpo")
+    p.add_argument("--set", action="append", default=[], help="overrides for the preference runs")
+    p.add_argument("--json", type=Path, default=Path(__file__).with_name("preference.json"))
     args = p.parse_args()
     out = Path(tempfile.mkdtemp())
     base = [f"federation.rounds={args.rounds}", f"train.steps={args.steps}"]
-    sft_cfg = load_config(demo_config_path(), [*base, f"output.dir={out / 'sft'}"])
-    loaded = load_model(sft_cfg.model.name)
-    run_experiment(sft_cfg, loaded=loaded, progress=False)
-    sft_adapter = adapter_state.load(out / "sft" / "adapter" / "adapter_model.safetensors")
+    loaded, sft = {}, {}
 
-    rows = []
+    def sft_adapter(seed: int):
+        """The seed's federated SFT stage (run once per seed): the start and the reference."""
+        if seed not in sft:
+            cfg = load_config(demo_config_path(), [*base, f"seed={seed}", f"output.dir={out / f'sft-{seed}'}"])
+            loaded.setdefault("model", load_model(cfg.model.name))
+            run_experiment(cfg, loaded=loaded["model"], progress=False)
+            sft[seed] = adapter_state.load(out / f"sft-{seed}" / "adapter" / "adapter_model.safetensors")
+        return sft[seed]
+
+    def config(seed: int, flip: float, objective: str, name: str):
+        return load_config(demo_config_path(), [
+            *base, f"seed={seed}", f"data.suite.flip_rate={flip}", "train.objective.reference=start",
+            "train.objective.beta=0.1", f"train.lr={args.lr}", "train.batch_size=4",
+            f"train.objective.name={objective}", *args.set, f"output.dir={out / f'{name}-{flip}-{seed}'}"])
+
+    def start_row(flip: float):
+        def run(seed: int) -> dict:  # the SFT adapter scored on the preference test set
+            adapter = sft_adapter(seed)
+            cfg = config(seed, flip, "dpo", "probe")
+            ws = build_workspace(cfg, loaded["model"], initial_adapter=adapter)
+            return figures(Simulation(cfg, ws, RunDir(cfg.run_dir())).evaluate(adapter)["global"])
+        return run
+
+    def objective_row(flip: float, objective: str):
+        def run(seed: int) -> dict:
+            adapter = sft_adapter(seed)
+            s = run_experiment(config(seed, flip, objective, objective), loaded=loaded["model"], progress=False,
+                               initial_adapter=adapter)
+            return figures(s["final"]["global"])
+        return run
+
+    rows = {}
     for flip in [float(f) for f in args.flip.split(",")]:
-        common = [*base, f"data.suite.flip_rate={flip}", "train.objective.reference=start", "train.objective.beta=0.1",
-                  f"train.lr={args.lr}", "train.batch_size=4"]
-        probe_cfg = load_config(demo_config_path(), [*common, "train.objective.name=dpo", f"output.dir={out / 'probe'}"])
-        ws = build_workspace(probe_cfg, loaded, initial_adapter=sft_adapter)
-        start = Simulation(probe_cfg, ws, RunDir(out / "probe")).evaluate(sft_adapter)["global"]
-        rows.append(("SFT start", flip, start))
-        for objective in ("dpo", "beta-dpo", "dr-dpo"):
-            cfg = load_config(demo_config_path(), [*common, f"train.objective.name={objective}",
-                                                   f"output.dir={out / f'{objective}-{flip}'}"])
-            s = run_experiment(cfg, loaded=loaded, progress=False, initial_adapter=sft_adapter)
-            rows.append((objective, flip, s["final"]["global"]))
-            print(objective, flip, s["final"]["global"], flush=True)
+        rows[f"SFT start, flip {flip}"] = start_row(flip)
+        for objective in args.objectives.split(","):
+            rows[f"{objective}, flip {flip}"] = objective_row(flip, objective)
+    command = "python benchmarks/preference.py " + shlex.join(sys.argv[1:])
+    result = run_rows(rows, [int(s) for s in args.seeds.split(",")], args.json, command)
     print(f"\nmachine: {machine()}\n")
-    print("| objective | flip rate | choice accuracy % | reward accuracy % | margin | exact match % |")
-    print("|---|---|---|---|---|---|")
-    for name, flip, g in rows:
-        print(f"| {name} | {flip} | {100 * g['choice_accuracy']:.1f} | {100 * g['reward_accuracy']:.1f} | "
-              f"{g['margin']:.3f} | {100 * g['exact_match']:.1f} |")
+    print(markdown(result, [("choice_accuracy", "choice accuracy %", 1), ("reward_accuracy", "reward accuracy %", 1),
+                            ("margin", "margin", 3), ("exact_match", "exact match %", 1)]))
 
 
 if __name__ == "__main__":
