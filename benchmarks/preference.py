@@ -1,14 +1,16 @@
 """Federated DPO, β-DPO and Dr. DPO on the built-in preference suite with the built-in model, over seeds.
 
 Usage: python benchmarks/preference.py [--rounds 2] [--steps 3] [--flip 0,0.3] [--seeds 0,1,2]
-           [--objectives dpo,beta-dpo,dr-dpo] [--set train.grad_accum=4] [--json FILE]
+           [--objectives dpo,beta-dpo,dr-dpo] [--set KEY=VALUE] [--preference-set train.grad_accum=4]
+           [--json FILE]
 Per seed, first a federated SFT stage (the starting point and the DPO reference), then each
 preference objective for each flip rate, starting from that SFT adapter. Prints mean ± 95%
 interval over the seeds of the held-out choice accuracy (the policy gives the chosen answer the
 higher likelihood), reward accuracy and margin against the SFT reference, and exact match — for
-the SFT start and every objective. ``--set`` overrides apply to the preference runs (e.g. a
-larger effective batch via ``train.grad_accum``, β-DPO's ``train.objective.rho``), so the same
-script runs β-DPO's paper regime as far as a CPU allows. Per-seed values go to the JSON.
+the SFT start and every objective. ``--set`` overrides apply to every run (e.g. the model);
+``--preference-set`` ones to the preference runs only (e.g. a larger effective batch via
+``train.grad_accum``, β-DPO's ``train.objective.rho``), so the same script runs β-DPO's paper
+regime as far as a CPU allows. Per-seed values go to the JSON.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ def main():
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--objectives", default="dpo,beta-dpo,dr-dpo")
-    p.add_argument("--set", action="append", default=[], help="overrides for the preference runs")
+    p.add_argument("--set", action="append", default=[], help="overrides for every run")
+    p.add_argument("--preference-set", action="append", default=[], help="overrides for the preference runs")
     p.add_argument("--json", type=Path, default=Path(__file__).with_name("preference.json"))
     args = p.parse_args()
     out = Path(tempfile.mkdtemp())
-    base = [f"federation.rounds={args.rounds}", f"train.steps={args.steps}"]
+    base = [f"federation.rounds={args.rounds}", f"train.steps={args.steps}", *args.set]
     loaded, sft = {}, {}
 
     def sft_adapter(seed: int):
@@ -65,7 +68,7 @@ def main():
         return load_config(demo_config_path(), [
             *base, f"seed={seed}", f"data.suite.flip_rate={flip}", "train.objective.reference=start",
             "train.objective.beta=0.1", f"train.lr={args.lr}", "train.batch_size=4",
-            f"train.objective.name={objective}", *args.set, f"output.dir={out / f'{name}-{flip}-{seed}'}"])
+            f"train.objective.name={objective}", *args.preference_set, f"output.dir={out / f'{name}-{flip}-{seed}'}"])
 
     def start_row(flip: float):
         def run(seed: int) -> dict:  # the SFT adapter scored on the preference test set
