@@ -76,8 +76,16 @@ def test_node_row_from_round_updates_or_from_the_common_start():
 
 def test_fixed_graphs():
     assert graphs.ring(4) == [[1, 3], [0, 2], [1, 3], [0, 2]]
-    w = graphs.uniform_rows(graphs.ring(4))
-    assert torch.allclose(w[0], torch.tensor([1 / 3, 1 / 3, 0, 1 / 3], dtype=torch.float64))
+    from fedtune.decentralized.config import TopologyConfig
+    from fedtune.decentralized.gossip import Gossip
+    from fedtune.protocol import ClientUpdate
+
+    ring = Gossip(TopologyConfig(mode="decentralized", graph="ring"), 4)
+    updates = [ClientUpdate(c, {"w": torch.full((2,), float(c))}, 1) for c in range(4)]
+    mixed = ring.mix(0, {"w": torch.zeros(2)}, updates)
+    w = torch.tensor(ring.round_report()["graph"]["weights"], dtype=torch.float64)
+    assert torch.allclose(w[0], torch.tensor([1 / 3, 1 / 3, 0, 1 / 3], dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(mixed[0]["w"], torch.full((2,), 4 / 3))  # (0 + 1 + 3) / 3
     assert graphs.random_neighbours(5, 2, seed=3, round=1) == graphs.random_neighbours(5, 2, seed=3, round=1)
     assert all(len(n) == 2 and i not in n for i, n in enumerate(graphs.random_neighbours(5, 2, 3, 1)))
     with pytest.raises(ValueError, match="random\\(5\\)"):

@@ -66,7 +66,7 @@ def mix_on_node(job: MixJob) -> Mixed:
 def node_row(job: MixJob) -> list[float]:
     """The client's row: pFedGraph's learned row from the members' updates, or uniform."""
     if job.graph != "learned":
-        return [1.0 / len(job.members)] * len(job.members)
+        return graphs.uniform_row(job.members)
     if job.starts is not None:  # each member's update this round
         deltas = torch.stack([flat_delta(a, s) for a, s in zip(job.adapters, job.starts)])
     elif job.start is not None:  # each member's change since the run's common start (pFedGraph)

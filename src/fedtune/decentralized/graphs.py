@@ -1,21 +1,14 @@
-"""Mixing matrices of the fixed graphs: row i = the weights client i gives itself and its
-neighbours (uniform over itself and its neighbours, so every row sums to 1)."""
+"""The fixed graphs: whom each client hears from, and the uniform weights it gives itself and
+its neighbours (so every row sums to 1)."""
 
 from __future__ import annotations
 
 import random
 
-import torch
 
-
-def uniform_rows(neighbours: list[list[int]]) -> torch.Tensor:
-    """Row-stochastic matrix: client i averages itself and ``neighbours[i]`` equally."""
-    n = len(neighbours)
-    w = torch.zeros(n, n, dtype=torch.float64)
-    for i, near in enumerate(neighbours):
-        members = sorted({i, *near})
-        w[i, members] = 1.0 / len(members)
-    return w
+def uniform_row(members: list[int]) -> list[float]:
+    """Equal weights over a client's row: itself and its neighbours."""
+    return [1.0 / len(members)] * len(members)
 
 
 def complete(n: int) -> list[list[int]]:

@@ -31,11 +31,12 @@ def flat_delta(adapter: AdapterState, start: AdapterState) -> torch.Tensor:
     return torch.cat([(adapter[k].double() - start[k].double()).flatten() for k in sorted(start)])
 
 
-def dissimilarity(deltas: torch.Tensor) -> torch.Tensor:
-    """d_ij = −cos(Δ_i, Δ_j), with d < −0.9 set to −1 (pFedGraph); a zero update is similar to nothing."""
+def dissimilarity(deltas: torch.Tensor, i: int | None = None) -> torch.Tensor:
+    """d_ij = −cos(Δ_i, Δ_j), with d < −0.9 set to −1 (pFedGraph); a zero update is similar to
+    nothing. The whole matrix, or only row ``i`` (what one node needs)."""
     norms = deltas.norm(dim=1, keepdim=True).clamp_min(1e-12)
     unit = deltas / norms
-    d = -(unit @ unit.T)
+    d = -((unit if i is None else unit[i]) @ unit.T)
     return torch.where(d < -0.9, torch.full_like(d, -1.0), d)
 
 
@@ -44,7 +45,7 @@ def learned_row(i: int, deltas: torch.Tensor, sizes: list[int], alpha: float) ->
     node computes from its neighbours' updates (the rows need no coordinator)."""
     p = torch.tensor(sizes, dtype=torch.float64)
     p = p / p.sum()
-    return project_to_simplex(p - dissimilarity(deltas)[i] / (2 * alpha))
+    return project_to_simplex(p - dissimilarity(deltas, i) / (2 * alpha))
 
 
 def learned_rows(deltas: torch.Tensor, sizes: list[int], alpha: float) -> torch.Tensor:

@@ -199,9 +199,9 @@ class RoundLoop:
 
         replies = self._execute(r, instructions, global_adapter)
         rejected = dict(replies.rejected)
-        updates = []
+        updates, round_starts = [], {}
         for ins, update in replies.updates:
-            start = self._start_adapter(ins, global_adapter)
+            start = round_starts[ins.client_id] = self._start_adapter(ins, global_adapter)
             trained = ins.train_keys(start)  # selective layers: what the client trained and sent
             expected = start if trained is None else {k: start[k] for k in trained}
             reason = decompress(ins, update, expected) if CODEC in ins.config else None
@@ -217,8 +217,8 @@ class RoundLoop:
             updates.append(update)
         if self.strategy.personal_adapters and updates:  # each client's own adapter, after gossip if any
             remote = getattr(self.executor, "run_mix_jobs", None)  # where the clients mix (their nodes)
-            starts = {ins.client_id: self._start_adapter(ins, global_adapter) for ins in instructions}
-            mixed = self.strategy.mix(r, global_adapter, updates, partial(remote, r) if remote else None, starts) or {}
+            mixed = self.strategy.mix(r, global_adapter, updates, partial(remote, r) if remote else None,
+                                      round_starts) or {}
             for update in updates:
                 self.store.put(update.client_id, PERSONAL, mixed.get(update.client_id, update.adapter))
         t_train = time.perf_counter() - t0
