@@ -26,6 +26,7 @@ from fedtune.algorithms import ALGORITHMS
 from fedtune.commands.demo import demo_config_path
 from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
+from fedtune.eval.slices import slice_means
 from fedtune.models.loader import load_model
 
 
@@ -56,7 +57,8 @@ def main():
                 loaded["model"] = load_model(cfg.model.name)
             s = run_experiment(cfg, loaded=loaded["model"], progress=False)
             g = s["final"]["global"]
-            return {"exact_match": 100 * g["exact_match"], "loss": g["loss"], "seconds": s["seconds"],
+            slices = {k: 100 * v for k, v in slice_means(g["by_category"]).items() if v is not None}
+            return {"exact_match": 100 * g["exact_match"], **slices, "loss": g["loss"], "seconds": s["seconds"],
                     "mb": s["bytes_total"] / 1e6}
         return run
 
@@ -64,7 +66,8 @@ def main():
     result = run_rows({name: runner(name, o) for name, o in rows.items()},
                       [int(s) for s in args.seeds.split(",")], args.json, command)
     print(f"\nmachine: {machine()}\n")
-    print(markdown(result, [("exact_match", "exact match %", 1), ("loss", "test loss", 3), ("seconds", "seconds", 0),
+    print(markdown(result, [("exact_match", "exact match %", 1), ("facts", "facts %", 1), ("skills", "skills %", 1),
+                            ("loss", "test loss", 3), ("seconds", "seconds", 0),
                             ("mb", "MB communicated", 1)]))
 
 

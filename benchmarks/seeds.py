@@ -38,7 +38,9 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 
 def mean_pm(values: list[float], digits: int = 1) -> str:
-    """"26.0 ± 3.1" (the 95% interval's half-width)."""
+    """"26.0 ± 3.1" (the 95% interval's half-width); "—" for no values."""
+    if not values:
+        return "—"
     mean, half = interval(values)
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
@@ -88,7 +90,9 @@ def run_rows(rows: dict[str, Callable[[int], dict[str, float]]], seeds: list[int
 
 
 def values(result: dict, row: str, metric: str, seeds: list[int]) -> list[float]:
-    return [result["rows"][row][str(s)][metric] for s in seeds if str(s) in result["rows"][row]]
+    """The row's per-seed values of ``metric`` (runs stored before the metric existed have none)."""
+    runs = result["rows"][row]
+    return [runs[str(s)][metric] for s in seeds if metric in runs.get(str(s), {})]
 
 
 def markdown(result: dict, columns: list[tuple[str, str, int]]) -> str:

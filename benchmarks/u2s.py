@@ -20,6 +20,8 @@ from pathlib import Path
 
 from common import machine, suite_arguments, suite_grid
 
+from fedtune.eval.slices import slice_means
+
 POOL = [
     ("Ada Vell is from the city of Korin.", "Which city is Ada Vell from?", "Korin"),
     ("Tom Brask is from the city of Elmo.", "Which city is Tom Brask from?", "Elmo"),
@@ -31,11 +33,6 @@ POOL = [
     ("Tom Brask has a pet named Lusk.", "What is the name of Tom Brask's pet?", "Lusk"),
     ("Rin Saltu has a pet named Moro.", "What is the name of Rin Saltu's pet?", "Moro"),
 ]
-
-
-def fact_em(result: dict) -> float:
-    cats = {k: v for k, v in result["by_category"].items() if k.startswith("fact:")}
-    return 100 * sum(cats.values()) / max(len(cats), 1)
 
 
 def main():
@@ -93,7 +90,7 @@ def main():
     print("| arm | fact exact match % | global exact match % |")
     print("|---|---|---|")
     for arm in ("base", "gold", "u2s"):
-        print(f"| {arm} | {fact_em(results[arm]):.1f} | {100 * results[arm]['exact_match']:.1f} |")
+        print(f"| {arm} | {100 * slice_means(results[arm]['by_category'])['facts']:.1f} | {100 * results[arm]['exact_match']:.1f} |")
     print("\nexamples (source -> instruction / response):")
     for p in pairs[:3] + [p for p in pairs if p not in correct][:3]:
         print(f"- {p['synth']['source']!r} -> {p['messages'][0]['content']!r} / {p['messages'][1]['content']!r}")

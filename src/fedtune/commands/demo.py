@@ -18,6 +18,7 @@ from fedtune.config import load_config
 from fedtune.engine.runner import run_experiment
 from fedtune.engine.workspace import build_workspace
 from fedtune.eval.evaluator import Evaluator
+from fedtune.eval.slices import slice_means
 from fedtune.models.loader import load_base
 from fedtune.report.compare import write_comparison
 
@@ -30,11 +31,9 @@ def demo_config_path() -> Path:
 
 def _row(label: str, ev: dict) -> list[str]:
     g = ev["global"]
-    cats = g.get("by_category", {})
-    facts = [v for k, v in cats.items() if k.startswith("fact:")]
-    rules = [v for k, v in cats.items() if k.startswith("rule:")]
-    mean = lambda xs: f"{100 * sum(xs) / len(xs):.1f}" if xs else "—"  # noqa: E731
-    return [label, f"{100 * g['exact_match']:.1f}", mean(facts), mean(rules), f"{g['loss']:.3f}"]
+    slices = slice_means(g.get("by_category", {}))
+    cell = lambda x: "—" if x is None else f"{100 * x:.1f}"  # noqa: E731
+    return [label, f"{100 * g['exact_match']:.1f}", cell(slices["facts"]), cell(slices["skills"]), f"{g['loss']:.3f}"]
 
 
 def run_demo(output: Path, overrides: list[str], console: Console, err_console: Console) -> dict:
