@@ -5,7 +5,8 @@ Usage: python benchmarks/algorithms.py [--rounds 4] [--steps 3] [--seeds 0,1,2] 
 Non-IID split: each client holds its own facts and one skill rule (pathological). Every row runs
 once per seed (the seed draws the suite, the adapter's init and the batches), one run at a time;
 the table gives mean ± 95% interval of the final global exact match, test loss, seconds and MB
-communicated, including the local-only and centralized bounds. ``--row NAME=OVERRIDES`` adds a
+communicated, including the local-only and centralized bounds, then each row's difference from
+``--versus`` (default local) paired by seed. ``--row NAME=OVERRIDES`` adds a
 row of its own (``;``-separated ``--set`` overrides), for testing a hypothesis beside the
 defaults. The per-seed values go to the JSON (default algorithms.json next to this script);
 a rerun with the same JSON skips the runs it holds.
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from common import machine
-from seeds import markdown, run_rows
+from seeds import markdown, paired_markdown, run_rows
 
 from fedtune.algorithms import ALGORITHMS
 from fedtune.commands.demo import demo_config_path
@@ -38,6 +39,7 @@ def main():
     p.add_argument("--only", default="", help="comma-separated subset of algorithms (none: every one)")
     p.add_argument("--row", action="append", default=[], help="NAME=OVERRIDE;OVERRIDE… an extra row")
     p.add_argument("--set", action="append", default=[], help="overrides for every row")
+    p.add_argument("--versus", default="local", help="the row every other is compared with, paired by seed")
     p.add_argument("--json", type=Path, default=Path(__file__).with_name("algorithms.json"))
     args = p.parse_args()
     only = [a for a in args.only.split(",") if a]
@@ -66,9 +68,12 @@ def main():
     result = run_rows({name: runner(name, o) for name, o in rows.items()},
                       [int(s) for s in args.seeds.split(",")], args.json, command)
     print(f"\nmachine: {machine()}\n")
-    print(markdown(result, [("exact_match", "exact match %", 1), ("facts", "facts %", 1), ("skills", "skills %", 1),
-                            ("loss", "test loss", 3), ("seconds", "seconds", 0),
-                            ("mb", "MB communicated", 1)]))
+    metrics = [("exact_match", "exact match %", 1), ("facts", "facts %", 1), ("skills", "skills %", 1),
+               ("loss", "test loss", 3)]
+    print(markdown(result, [*metrics, ("seconds", "seconds", 0), ("mb", "MB communicated", 1)]))
+    if args.versus in result["rows"]:
+        others = [(row, args.versus) for row in result["rows"] if row != args.versus]
+        print("\n" + paired_markdown(result, others, metrics))
 
 
 if __name__ == "__main__":

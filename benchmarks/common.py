@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from fedtune.precision import cpu_has_bf16_units
+
 
 def machine() -> str:
     cpu = "unknown CPU"
@@ -20,7 +22,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.python_version()}"
+    units = "bf16 matrix units" if cpu_has_bf16_units() else "no bf16 matrix units (AVX2/fp32)"
+    return f"{cpu} ({units}), {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.python_version()}"
 
 
 def suite_arguments(description: str, rounds: int = 4, steps: int = 4) -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ Per seed, first a federated SFT stage (the starting point and the DPO reference)
 preference objective for each flip rate, starting from that SFT adapter. Prints mean ± 95%
 interval over the seeds of the held-out choice accuracy (the policy gives the chosen answer the
 higher likelihood), reward accuracy and margin against the SFT reference, and exact match — for
-the SFT start and every objective. ``--set`` overrides apply to every run (e.g. the model);
+the SFT start and every objective — then each objective's difference from DPO at the same flip
+rate, paired by seed. ``--set`` overrides apply to every run (e.g. the model);
 ``--preference-set`` ones to the preference runs only (e.g. a larger effective batch via
 ``train.grad_accum``, β-DPO's ``train.objective.rho``), so the same script runs β-DPO's paper
 regime as far as a CPU allows. Per-seed values go to the JSON.
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from common import machine
-from seeds import markdown, run_rows
+from seeds import markdown, paired_markdown, run_rows
 
 from fedtune import adapter_state
 from fedtune.commands.demo import demo_config_path
@@ -94,8 +95,14 @@ def main():
     command = "python benchmarks/preference.py " + shlex.join(sys.argv[1:])
     result = run_rows(rows, [int(s) for s in args.seeds.split(",")], args.json, command)
     print(f"\nmachine: {machine()}\n")
-    print(markdown(result, [("choice_accuracy", "choice accuracy %", 1), ("reward_accuracy", "reward accuracy %", 1),
-                            ("margin", "margin", 3), ("exact_match", "exact match %", 1)]))
+    metrics = [("choice_accuracy", "choice accuracy %", 1), ("reward_accuracy", "reward accuracy %", 1),
+               ("margin", "margin", 3), ("exact_match", "exact match %", 1)]
+    print(markdown(result, metrics))
+    # Paired by seed: every objective against DPO at the same flip rate (same SFT start and pairs)
+    pairs = [(row, f"dpo, flip {row.rsplit(' ', 1)[1]}") for row in result["rows"]
+             if not row.startswith(("SFT start", "dpo,")) and f"dpo, flip {row.rsplit(' ', 1)[1]}" in result["rows"]]
+    if pairs:
+        print("\n" + paired_markdown(result, pairs, metrics))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@ How a table is made (``benchmarks/algorithms.py`` is the model):
     results = run_rows({"fedavg": lambda seed: {...metrics...}, ...}, seeds=[0, 1, 2],
                        store=Path("algorithms.json"), command="python benchmarks/algorithms.py ...")
     print(markdown(results, [("exact_match", "exact match %", 1)]))
+    print(paired_markdown(results, [("fedavg", "local")], [("exact_match", "exact match %", 1)]))
 
 The interval is Student's t: mean ± t(0.975, n−1)·s/√n over the n seeds (s the sample standard
 deviation), so 3 seeds give a wide interval (t = 4.30) — honest about what 3 runs can show.
+Rows that share a seed share the suite, the adapter's init and the batches, so the paired
+difference against a baseline row (``paired_markdown``: one interval over the per-seed
+differences) removes that shared variance and can show a gap the two rows' own intervals hide.
 The JSON is written after every run and read back at the start, so an interrupted table resumes
 with the runs it has. While each run goes, ``CoreWatch`` samples how much CPU other processes
 used; the table says whether the cores were shared (timings of a shared run are not comparable).
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+from common import machine
 from scipy.stats import t as student_t
 
 SHARED_CORES = 0.25  # mean CPU of other processes (in cores) above which a run counts as sharing the cores
@@ -72,10 +77,12 @@ class CoreWatch:
 def run_rows(rows: dict[str, Callable[[int], dict[str, float]]], seeds: list[int], store: Path,
              command: str) -> dict:
     """Run every row with every seed (skipping the runs ``store`` already holds) and return
-    {"command", "seeds", "rows": {row: {seed: {metrics..., "other_cores": x}}}}."""
+    {"command", "seeds", "machines", "rows": {row: {seed: {metrics..., "other_cores": x}}}}."""
     data = json.loads(store.read_text()) if store.exists() else {}
     data.update({"command": command, "seeds": seeds, "cpus": os.cpu_count()})
     data.setdefault("rows", {})
+    if machine() not in data.setdefault("machines", []):  # a table resumed elsewhere says so
+        data["machines"].append(machine())
     for name, run in rows.items():
         done = data["rows"].setdefault(name, {})
         for seed in seeds:
@@ -95,6 +102,13 @@ def values(result: dict, row: str, metric: str, seeds: list[int]) -> list[float]
     return [runs[str(s)][metric] for s in seeds if metric in runs.get(str(s), {})]
 
 
+def paired(result: dict, row: str, baseline: str, metric: str, seeds: list[int]) -> list[float]:
+    """Per-seed differences ``row − baseline`` of ``metric``, over the seeds both rows hold it for."""
+    a, b = result["rows"][row], result["rows"][baseline]
+    both = [str(s) for s in seeds if metric in a.get(str(s), {}) and metric in b.get(str(s), {})]
+    return [a[s][metric] - b[s][metric] for s in both]
+
+
 def markdown(result: dict, columns: list[tuple[str, str, int]]) -> str:
     """The table: one line per row, each column "mean ± 95% half-width" over the seeds, then
     whether any run shared the cores (mean CPU of other processes during the run)."""
@@ -109,6 +123,18 @@ def markdown(result: dict, columns: list[tuple[str, str, int]]) -> str:
     lines.append(f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); mean ± 95% t-interval. Other processes used "
                  f"at most {shared:.2f} cores during any run ("
                  + ("the cores were **shared**: timings are not comparable" if shared > SHARED_CORES
-                    else "one job at a time: nothing else ran") + f"). Per-seed values: the JSON. Command: "
-                 f"`{result['command']}`")
+                    else "one job at a time: nothing else ran") + f"). Machine: {'; '.join(result.get('machines', []))}. "
+                 f"Per-seed values: the JSON. Command: `{result['command']}`")
+    return "\n".join(lines)
+
+
+def paired_markdown(result: dict, pairs: list[tuple[str, str]], columns: list[tuple[str, str, int]]) -> str:
+    """A table of paired differences: one line per (row, baseline) pair, each column the mean ±
+    95% interval of the per-seed ``row − baseline`` differences."""
+    seeds = result["seeds"]
+    lines = ["| row − baseline (paired by seed) | " + " | ".join(f"Δ {h}" for _, h, _ in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for row, baseline in pairs:
+        cells = [mean_pm(paired(result, row, baseline, key, seeds), digits) for key, _, digits in columns]
+        lines.append(f"| {row} − {baseline} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
