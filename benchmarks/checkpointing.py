@@ -15,11 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+from common import GSM8K_TRAIN as GSM8K
 from common import machine
-
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
 def arm(checkpointing: bool, model: str, device: str, batch: int, steps: int, max_length: int) -> dict:

@@ -12,6 +12,10 @@ import torch
 
 from fedtune.precision import cpu_has_bf16_units
 
+_GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+# GSM8K records for training jobs: the train split where ../shared/data has it, else the test split
+GSM8K_TRAIN = _GSM8K / "train.jsonl" if (_GSM8K / "train.jsonl").exists() else _GSM8K / "test.jsonl"
+
 
 def machine() -> str:
     cpu = "unknown CPU"
