@@ -22,6 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,16 +43,38 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
 
 
-def run_child(argv: list[str]) -> tuple[float, float, str]:
-    """(peak RSS MB, wall s, stdout) of one child process, its rusage read with wait4."""
+def run_child(argv: list[str]) -> dict:
+    """One child process: its peak RSS (the kernel's, read with wait4), wall seconds and stdout,
+    plus when the peak came: RSS sampled every 0.2 s, and the last line the child logged before
+    the highest sample (which phase of the run it was in)."""
+    import psutil
+
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    out = proc.stdout.read()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, samples = [], []
+
+    def sample():
+        child = psutil.Process(proc.pid)
+        while proc.returncode is None:
+            try:
+                samples.append((time.perf_counter() - started, child.memory_info().rss / MB))
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    for line in proc.stdout:  # every line the child logs, timed
+        lines.append((time.perf_counter() - started, line.rstrip()))
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
+    sampler.join()
     if proc.returncode:
-        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
-    return usage.ru_maxrss * 1024 / MB, time.perf_counter() - started, out
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {lines[-1][1] if lines else ''}")
+    at, _ = max(samples, key=lambda s: s[1], default=(0.0, 0.0))
+    before = [text for t, text in lines if t <= at and text.strip()]
+    return {"peak_mb": usage.ru_maxrss * 1024 / MB, "wall": time.perf_counter() - started, "peak_at": at,
+            "peak_during": before[-1][:100] if before else "start", "out": "\n".join(text for _, text in lines)}
 
 
 def breakdown(overrides: list[str]) -> dict:
@@ -109,6 +132,8 @@ def breakdown(overrides: list[str]) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", action="append", default=[], help="overrides of the job (KEY=VALUE)")
+    p.add_argument("--checkpointing", default="off,on", help="the arms of `fedtune run`: off, on or both")
+    p.add_argument("--no-breakdown", action="store_true", help="only the `fedtune run` arms")
     p.add_argument("--breakdown", action="store_true", help=argparse.SUPPRESS)  # the child's part
     args = p.parse_args()
     if args.breakdown:
@@ -117,20 +142,23 @@ def main():
 
     fedtune = str(Path(sys.executable).with_name("fedtune"))
     runs = {}
-    for label, extra in (("gradient checkpointing off", []), ("gradient checkpointing on",
-                                                              ["train.gradient_checkpointing=true"])):
-        out = tempfile.mkdtemp()
-        argv = [fedtune, "run", str(JOB), "--output", out,
+    for arm in args.checkpointing.split(","):
+        label, extra = f"gradient checkpointing {arm}", [f"train.gradient_checkpointing={arm == 'on'}"]
+        argv = [fedtune, "run", str(JOB), "--output", tempfile.mkdtemp(),
                 *[a for o in [f"data.source={GSM8K}", *args.set, *extra] for a in ("--set", o)]]
-        runs[label] = run_child(argv)[:2]
-        print(f"fedtune run, {label}: peak RSS {runs[label][0]:.0f} MB, {runs[label][1]:.0f} s", flush=True)
-    _, _, out = run_child([sys.executable, __file__, "--breakdown", *[a for o in args.set for a in ("--set", o)]])
-    parts = json.loads(out.strip().splitlines()[-1])
-
-    print(f"\nmachine: {machine()}; job: {GSM8K.name}, precision {parts['precision']}\n")
-    print("| `fedtune run` on the job | peak RSS MB | wall s |\n|---|---|---|")
-    for label, (peak, wall) in runs.items():
-        print(f"| {label} | {peak:.0f} | {wall:.0f} |")
+        runs[label] = run_child(argv)
+        r = runs[label]
+        print(f"fedtune run, {label}: peak RSS {r['peak_mb']:.0f} MB, {r['wall']:.0f} s; peak at "
+              f"{r['peak_at']:.0f} s, after the line: {r['peak_during']}", flush=True)
+    print(f"\nmachine: {machine()}; job: {JOB.name} on {GSM8K.name}\n")
+    print("| `fedtune run` on the job | peak RSS MB | wall s | peak at s |\n|---|---|---|---|")
+    for label, r in runs.items():
+        print(f"| {label} | {r['peak_mb']:.0f} | {r['wall']:.0f} | {r['peak_at']:.0f} |")
+    if args.no_breakdown:
+        return
+    child = run_child([sys.executable, __file__, "--breakdown", *[a for o in args.set for a in ("--set", o)]])
+    parts = json.loads(child["out"].strip().splitlines()[-1])
+    print(f"\nprecision {parts['precision']}")
     print("\n| one client's training, in a fresh process | RSS MB |\n|---|---|")
     for phase, mb in parts["phases"].items():
         print(f"| after {phase} | {mb:.0f} |")

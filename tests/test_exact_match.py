@@ -21,7 +21,7 @@ def _train_to_memorize(model, tokens, steps=60):
     model.eval()
 
 
-def test_exact_match_equals_greedy_generation(tiny):
+def test_exact_match_equals_greedy_generation(tiny, monkeypatch):
     tok = tiny.tokenizer
     model = tiny.model
     records = [{"messages": [{"role": "user", "content": f"item {i}"},
@@ -30,6 +30,10 @@ def test_exact_match_equals_greedy_generation(tiny):
     tokens = tokenize_sft(records, tok, 64)
     _train_to_memorize(model, type(tokens)(tokens.input_ids[:5], tokens.labels[:5]))  # learn 5 of 8
     result = evaluate_sft(model, tokens, tok.pad_token_id, batch_size=3)
+    # The LM head in chunks of 2 label positions (batches hold more): the same verdicts and loss
+    monkeypatch.setattr("fedtune.eval.exact_match.LM_HEAD_CHUNK", 2)
+    chunked = evaluate_sft(model, tokens, tok.pad_token_id, batch_size=3)
+    assert chunked.correct == result.correct and abs(chunked.loss - result.loss) < 1e-5
 
     prompts = tokenize_prompts(records, tok)
     generated_ok = []

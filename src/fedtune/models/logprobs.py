@@ -49,7 +49,9 @@ def decoder_hidden(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     decoder, _ = causal_parts(model)
     config = model.active_peft_config if hasattr(model, "active_peft_config") else None
     if config is None or not config.is_prompt_learning or model._adapters_disabled:
-        return decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        # no KV cache: nothing reads it, and at eval batch 32 × 256 it would hold ~190 MB
+        return decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       use_cache=False).last_hidden_state
     if config.peft_type.value == "PREFIX_TUNING":  # key/value prefixes in every layer's cache
         n, v = batch["input_ids"].shape[0], config.num_virtual_tokens
         mask = torch.cat([batch["attention_mask"].new_ones(n, v), batch["attention_mask"]], 1)
@@ -61,7 +63,8 @@ def decoder_hidden(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     tokens = model.prompt_tokens[model.active_adapter].unsqueeze(0).expand(embeds.shape[0], -1)
     prompts = model.prompt_encoder[model.active_adapter](tokens.to(embeds.device)).to(embeds.dtype)
     mask = torch.cat([batch["attention_mask"].new_ones(embeds.shape[0], prompts.shape[1]), batch["attention_mask"]], 1)
-    hidden = decoder(inputs_embeds=torch.cat([prompts, embeds], 1), attention_mask=mask).last_hidden_state
+    hidden = decoder(inputs_embeds=torch.cat([prompts, embeds], 1), attention_mask=mask,
+                     use_cache=False).last_hidden_state
     return hidden[:, prompts.shape[1]:]
 
 
