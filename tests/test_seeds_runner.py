@@ -2,11 +2,14 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("seeds", Path(__file__).parents[1] / "benchmarks" / "seeds.py")
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # seeds.py imports its sibling common.py, as the scripts do
+_spec = importlib.util.spec_from_file_location("seeds", BENCHMARKS / "seeds.py")
 seeds = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seeds)
 
