@@ -79,7 +79,6 @@ def run_child(argv: list[str]) -> dict:
 
 def breakdown(overrides: list[str]) -> dict:
     """The phases of one client's training, in this process (see the module docstring)."""
-    phases = {"imports": rss_mb()}
     import torch
 
     from fedtune.client.state_store import ClientStateStore
@@ -92,7 +91,7 @@ def breakdown(overrides: list[str]) -> dict:
     from fedtune.models.loader import load_base
     from fedtune.protocol import ClientInstruction
 
-    phases["imports"] = rss_mb()
+    phases = {"imports": rss_mb()}
     cfg = load_config(JOB, [f"data.source={GSM8K}", *overrides])
     loaded = load_base(cfg.model)
     weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())

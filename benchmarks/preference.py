@@ -107,8 +107,9 @@ def main():
                ("margin", "margin", 3), ("exact_match", "exact match %", 1)]
     print(markdown(result, metrics))
     # Paired by seed: every objective against DPO at the same flip rate (same SFT start and pairs)
-    pairs = [(row, f"dpo, flip {row.rsplit(' ', 1)[1]}") for row in result["rows"]
-             if not row.startswith(("SFT start", "dpo,")) and f"dpo, flip {row.rsplit(' ', 1)[1]}" in result["rows"]]
+    dpo_at = {row: f"dpo, flip {row.rsplit(' ', 1)[1]}" for row in result["rows"]}  # "…, flip F" → DPO's row
+    pairs = [(row, dpo) for row, dpo in dpo_at.items()
+             if not row.startswith(("SFT start", "dpo,")) and dpo in result["rows"]]
     if pairs:
         print("\n" + paired_markdown(result, pairs, metrics))
 

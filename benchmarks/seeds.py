@@ -81,8 +81,9 @@ def run_rows(rows: dict[str, Callable[[int], dict[str, float]]], seeds: list[int
     data = json.loads(store.read_text()) if store.exists() else {}
     data.update({"command": command, "seeds": seeds, "cpus": os.cpu_count()})
     data.setdefault("rows", {})
-    if machine() not in data.setdefault("machines", []):  # a table resumed elsewhere says so
-        data["machines"].append(machine())
+    here = machine()
+    if here not in data.setdefault("machines", []):  # a table resumed elsewhere says so
+        data["machines"].append(here)
     for name, run in rows.items():
         done = data["rows"].setdefault(name, {})
         for seed in seeds:
